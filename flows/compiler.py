@@ -1,0 +1,258 @@
+"""Compile a validated spec into a LangGraph graph and run it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+from langgraph.graph import END as LG_END
+from langgraph.graph import START, StateGraph
+from langgraph.runtime import Runtime
+
+from tandemlm.errors import NodeExecutionError, SpecError, TandemError
+from tandemlm.flows.context import TandemContext
+from tandemlm.flows.loader import load_flow
+from tandemlm.flows.spec import END, FlowSpec
+from tandemlm.flows.state import FlowState
+from tandemlm.flows.validate import CheckedFlow, check
+from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.nodes.models.pool import ModelPool
+from tandemlm.nodes.route import decision_of
+from tandemlm.telemetry import attributes as A
+from tandemlm.telemetry.spans import set_attributes, span
+
+MAX_INPUT_CHARS = 200_000
+
+
+@dataclass
+class RunResult:
+    """What one run produced, and how.
+
+    Attributes:
+        answer: the final answer.
+        answered_by: model name (from the spec) that produced it.
+        path: node names in execution order (route decision nodes included).
+        steps: the audit list (node, model, decision).
+        decisions: routing decisions (router, score, threshold, choice, reason).
+        usage: per-model calls, tokens, cost and seconds.
+        models: how each model name resolved (``provider:model``).
+    """
+
+    flow: str
+    run_id: str
+    answer: str
+    answered_by: str | None
+    path: list[str]
+    steps: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    usage: dict[str, dict[str, float]]
+    models: dict[str, str]
+    seconds: float
+    degraded: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def llm_called(self) -> bool:
+        return any(d.get("choice") == "large" for d in self.decisions)
+
+
+def _wrap(name: str, node: Node, type_name: str) -> Any:
+    async def run_node(state: FlowState, runtime: Runtime[TandemContext]) -> dict[str, Any]:
+        context = runtime.context
+        attrs = {A.NODE: name, A.NODE_TYPE: type_name, A.FLOW: context.flow}
+        with span(f"node {name}", attrs) as current:
+            try:
+                update = await node.run(state, NodeCall(name, context))
+            except TandemError:
+                raise
+            except Exception as exc:  # a bug or library error inside the node: name the node
+                raise NodeExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
+            update.setdefault("steps", [{"node": name}])
+            decision = update["steps"][-1].get("decision")
+            if decision:
+                set_attributes(
+                    current,
+                    {
+                        A.ROUTER_TYPE: decision.get("router"),
+                        A.ROUTER_SCORE: decision.get("score"),
+                        A.ROUTER_THRESHOLD: decision.get("threshold"),
+                        A.ROUTER_CHOICE: decision.get("choice"),
+                        A.ROUTER_REASON: decision.get("reason"),
+                    },
+                )
+            return update
+
+    run_node.__name__ = f"node_{name}"
+    return run_node
+
+
+def _target(name: str) -> str:
+    return LG_END if name == END else name
+
+
+def build_graph(checked: CheckedFlow) -> StateGraph:
+    """The uncompiled LangGraph ``StateGraph`` of a checked flow."""
+    spec = checked.spec
+    graph: StateGraph = StateGraph(FlowState, context_schema=TandemContext)
+    for name, node in checked.nodes.items():
+        graph.add_node(name, _wrap(name, node, checked.node_types[name]))
+    for entry in spec.entries():
+        graph.add_edge(START, entry)
+    for edge in spec.edges:
+        sources = edge.sources()
+        graph.add_edge(sources[0] if len(sources) == 1 else sources, _target(edge.target))
+    for route in spec.routes:
+        route_name = route.node_name()
+        graph.add_edge(route.source, route_name)
+
+        def pick(state: FlowState, _route: str = route_name) -> str:
+            return decision_of(state, _route)
+
+        graph.add_conditional_edges(
+            route_name, pick, {choice: _target(t) for choice, t in route.branches.items()}
+        )
+    return graph
+
+
+class CompiledFlow:
+    """A validated, compiled flow, ready to run many times.
+
+    Build with :func:`compile_flow`. Models are resolved and loaded on first use and kept
+    for later runs.
+    """
+
+    def __init__(
+        self,
+        checked: CheckedFlow,
+        *,
+        models: Mapping[str, BaseChatModel] | None = None,
+        stores: Mapping[str, Any] | None = None,
+        checkpointer: Any = None,
+    ) -> None:
+        self.spec: FlowSpec = checked.spec
+        self.checked = checked
+        self.models = ModelPool(self.spec.models, models)
+        self.stores = dict(stores or {})
+        self.graph = build_graph(checked).compile(checkpointer=checkpointer, name=self.spec.name)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def mermaid(self) -> str:
+        """Mermaid text of the compiled graph (route branches drawn as labelled edges)."""
+        return self.graph.get_graph().draw_mermaid()
+
+    def context(self, *, capture_content: bool | None = None) -> TandemContext:
+        """A fresh run context (new budget counters) sharing this flow's models and stores."""
+        settings = self.spec.settings
+        capture = settings.capture_content if capture_content is None else capture_content
+        return TandemContext(
+            flow=self.spec.name,
+            models=self.models,
+            stores=self.stores,
+            settings=settings,
+            capture_content=capture,
+        )
+
+    async def arun(
+        self,
+        question: str,
+        *,
+        thread_id: str | None = None,
+        capture_content: bool | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run the flow on one input.
+
+        Args:
+            question: the user's request.
+            thread_id: conversation id (needs a checkpointer) for multi-turn flows.
+            capture_content: override the spec's content-capture setting for this run.
+            variables: extra ``vars`` available to templates (e.g. a user profile).
+
+        Raises:
+            TandemError: a typed error (model unavailable, budget, node failure).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise SpecError("input", "the question is empty")
+        if len(question) > MAX_INPUT_CHARS:
+            raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
+        run_id = uuid.uuid4().hex
+        context = self.context(capture_content=capture_content)
+        config: dict[str, Any] = {"recursion_limit": self.spec.settings.step_limit() + len(self.spec.routes) * 4}
+        if thread_id:
+            config["configurable"] = {"thread_id": thread_id}
+        initial: dict[str, Any] = {
+            "input": question,
+            "messages": [HumanMessage(content=question)],
+            "vars": dict(variables or {}),
+            "answer": "",
+            "answered_by": "",
+            "degraded": False,
+        }
+        if thread_id:  # per-turn fields restart; messages accumulate in the checkpoint
+            initial.update({"steps": [], "usage": {}, "meta": {}, "errors": []})
+        attrs = {A.FLOW: self.spec.name, "tandem.run_id": run_id, A.GEN_AI_OPERATION: "invoke_workflow"}
+        start = time.perf_counter()
+        with span(f"invoke_workflow {self.spec.name}", attrs):
+            state = await self.graph.ainvoke(initial, config=config, context=context)
+        return self._result(state, run_id, time.perf_counter() - start)
+
+    def run(self, question: str, **kwargs: Any) -> RunResult:
+        """Synchronous :meth:`arun` (not from inside a running event loop)."""
+        return asyncio.run(self.arun(question, **kwargs))
+
+    def _result(self, state: dict[str, Any], run_id: str, seconds: float) -> RunResult:
+        steps = list(state.get("steps") or [])
+        return RunResult(
+            flow=self.spec.name,
+            run_id=run_id,
+            answer=str(state.get("answer") or ""),
+            answered_by=state.get("answered_by") or None,
+            path=[s.get("node", "?") for s in steps],
+            steps=steps,
+            decisions=[s["decision"] for s in steps if s.get("decision")],
+            usage=dict(state.get("usage") or {}),
+            models=self.models.describe(),
+            seconds=seconds,
+            degraded=bool(state.get("degraded")),
+            errors=list(state.get("errors") or []),
+            vars=dict(state.get("vars") or {}),
+        )
+
+
+def compile_flow(
+    source: FlowSpec | str | dict[str, Any] | Any,
+    *,
+    models: Mapping[str, BaseChatModel] | None = None,
+    stores: Mapping[str, Any] | None = None,
+    checkpointer: Any = None,
+) -> CompiledFlow:
+    """Validate a spec (or builder, preset name, path or dict) and compile it.
+
+    Args:
+        source: a :class:`FlowSpec`, a :class:`Flow` builder, a preset name, a path or a dict.
+        models: chat models to use instead of building them from the spec (e.g. fakes).
+        stores: store objects by name.
+        checkpointer: a LangGraph checkpointer for multi-turn/durable runs.
+
+    Raises:
+        SpecError: the spec is invalid; the message names the path and a fix.
+    """
+    if hasattr(source, "to_spec"):
+        source = source.to_spec()
+    spec = load_flow(source)
+    return CompiledFlow(check(spec), models=models, stores=stores, checkpointer=checkpointer)
+
+

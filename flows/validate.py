@@ -1,0 +1,179 @@
+"""Static checks of a flow spec, run by ``compile()`` before any model is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from tandemlm.errors import SpecError
+from tandemlm.flows.loader import validation_error
+from tandemlm.flows.registry import node_type, router_type
+from tandemlm.flows.spec import END, FlowSpec
+from tandemlm.nodes.base import Node
+from tandemlm.nodes.route import RouteNode
+from tandemlm.nodes.routers.base import Router
+
+BUILTIN_FIELDS = frozenset({"input", "answer", "answered_by", "messages", "degraded"})
+
+
+@dataclass
+class CheckedFlow:
+    """A validated spec with its node objects and the graph's adjacency."""
+
+    spec: FlowSpec
+    nodes: dict[str, Node]  # user nodes and inserted route nodes
+    node_types: dict[str, str]
+    successors: dict[str, set[str]]
+
+
+def _known(names: Iterable[str]) -> str:
+    listed = sorted(names)
+    return ", ".join(listed) if listed else "none"
+
+
+def _build_node(spec: FlowSpec, name: str) -> Node:
+    node_spec = spec.nodes[name]
+    cls = node_type(node_spec.type, path=f"nodes.{name}.type")
+    try:
+        return cls.model_validate(node_spec.params())
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=f"nodes.{name}") from None
+
+
+def _build_router(spec: FlowSpec, index: int) -> Router:
+    router_spec = spec.routes[index].router
+    path = f"routes[{index}].router"
+    cls = router_type(router_spec.type, path=f"{path}.type")
+    try:
+        return cls.model_validate({"threshold": router_spec.threshold, **router_spec.params()})
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=path) from None
+
+
+def _check_refs(spec: FlowSpec, name: str, node: Node, path: str) -> None:
+    for param, model in node.model_refs().items():
+        if model not in spec.models:
+            raise SpecError(f"{path}.{param}", f"unknown model {model!r} (known: {_known(spec.models)})")
+    for param, store in node.store_refs().items():
+        if store not in spec.stores:
+            raise SpecError(f"{path}.{param}", f"unknown store {store!r} (known: {_known(spec.stores)})")
+
+
+def _find_cycle(successors: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(successors.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(successors):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def check(spec: FlowSpec) -> CheckedFlow:
+    """Validate ``spec``; raise :class:`SpecError` naming the first problem and a fix."""
+    if not spec.nodes:
+        raise SpecError("nodes", "a flow needs at least one node")
+    nodes: dict[str, Node] = {}
+    types: dict[str, str] = {}
+    for name, node_spec in spec.nodes.items():
+        nodes[name] = _build_node(spec, name)
+        types[name] = node_spec.type
+        _check_refs(spec, name, nodes[name], f"nodes.{name}")
+
+    targets = set(spec.nodes) | {END}
+    successors: dict[str, set[str]] = {name: set() for name in spec.nodes}
+    for i, edge in enumerate(spec.edges):
+        for source in edge.sources():
+            if source not in spec.nodes:
+                raise SpecError(f"edges[{i}].from", f"unknown node {source!r} (known: {_known(spec.nodes)})")
+            successors[source].add(edge.target)
+        if edge.target not in targets:
+            raise SpecError(f"edges[{i}].to", f"unknown node {edge.target!r} (known: {_known(targets)})")
+
+    routed: set[str] = set()
+    for i, route in enumerate(spec.routes):
+        path = f"routes[{i}]"
+        if route.source not in spec.nodes:
+            raise SpecError(f"{path}.from", f"unknown node {route.source!r} (known: {_known(spec.nodes)})")
+        if route.source in routed:
+            raise SpecError(f"{path}.from", f"node {route.source!r} already has a route; combine them")
+        if successors[route.source]:
+            raise SpecError(
+                f"{path}.from",
+                f"node {route.source!r} has both edges and a route; remove its edges (the route decides)",
+            )
+        routed.add(route.source)
+        router = _build_router(spec, i)
+        route_name = route.node_name()
+        if route_name in nodes:
+            raise SpecError(f"{path}.name", f"{route_name!r} is already a node name; give the route another name")
+        node = RouteNode(router=router)
+        _check_refs(spec, route_name, node, path)
+        missing = router.choices() - set(route.branches)
+        if missing:
+            raise SpecError(f"{path}.branches", f"no branch for choice(s) {_known(missing)}; map each to a node or 'end'")
+        for choice, target in route.branches.items():
+            if choice not in router.choices():
+                raise SpecError(f"{path}.branches.{choice}", f"router {router.type_name!r} never chooses {choice!r} (choices: {_known(router.choices())})")
+            if target not in targets:
+                raise SpecError(f"{path}.branches.{choice}", f"unknown node {target!r} (known: {_known(targets)})")
+        nodes[route_name] = node
+        types[route_name] = "route"
+        successors[route.source] = {route_name}
+        successors[route_name] = set(route.branches.values())
+
+    entries = spec.entries()
+    if not entries:
+        raise SpecError("entry", f"no entry node: set 'entry' to one of {_known(spec.nodes)}")
+    for entry in entries:
+        if entry not in spec.nodes:
+            raise SpecError("entry", f"unknown node {entry!r} (known: {_known(spec.nodes)})")
+
+    seen: set[str] = set()
+    frontier = list(entries)
+    while frontier:
+        current = frontier.pop()
+        if current in seen or current == END:
+            continue
+        seen.add(current)
+        frontier.extend(successors.get(current, ()))
+    for name in spec.nodes:
+        if name not in seen:
+            raise SpecError(f"nodes.{name}", "unreachable from the entry; add an edge or route to it, or remove it")
+
+    graph = {k: {t for t in v if t != END} for k, v in successors.items()}
+    cycle = _find_cycle(graph)
+    if cycle and spec.settings.max_steps is None:
+        raise SpecError(
+            "settings.max_steps",
+            f"loop {' -> '.join(cycle)} has no bound; set settings.max_steps to cap node executions",
+        )
+
+    produced = set(BUILTIN_FIELDS)
+    for node in nodes.values():
+        produced |= node.writes()
+    for name, node in nodes.items():
+        unknown = node.reads() - produced
+        if unknown:
+            where = f"nodes.{name}" if name in spec.nodes else f"routes.{name}"
+            raise SpecError(where, f"reads unknown field(s) {_known(unknown)} (known: {_known(produced)})")
+
+    if spec.settings.privacy == "strict":
+        from tandemlm.flows.privacy_check import check_privacy
+
+        check_privacy(spec, nodes, successors)
+    return CheckedFlow(spec=spec, nodes=nodes, node_types=types, successors=successors)

@@ -1,0 +1,126 @@
+"""Project configuration: ``tandem.toml`` in the working directory plus environment variables.
+
+Precedence (highest first): explicit settings in a flow spec, environment variables,
+``tandem.toml``, built-in defaults.
+
+``tandem.toml``::
+
+    [models.slm]            # overrides the default for role "slm" (any ModelSpec field)
+    provider = "ollama"
+    model = "qwen2.5:1.5b"
+
+    [ollama]
+    host = "http://127.0.0.1:11434"
+    slm = "qwen2.5:0.5b"    # names used when roles resolve to Ollama
+    llm = "qwen2.5:7b"
+
+    [embedded]
+    slm = "qwen2.5-coder-0.5b"
+    llm = "qwen2.5-coder-1.5b"
+
+    [tracing]
+    store = ".tandem/traces.db"
+
+Environment: ``TANDEM_PROVIDER`` (auto|ollama|embedded), ``TANDEM_SLM`` / ``TANDEM_LLM``
+(a catalog name, a .gguf path, or ``ollama:NAME``), ``OLLAMA_HOST``, ``TANDEM_HOME``
+(project state directory, default ``.tandem``), ``TANDEM_CONFIG`` (path of the toml file).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tandemlm.errors import ConfigError
+
+
+class OllamaDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str | None = None
+    slm: str = "qwen2.5:0.5b"
+    llm: str = "qwen2.5:7b"
+
+
+class EmbeddedDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slm: str = "qwen2.5-coder-0.5b"
+    llm: str = "qwen2.5-coder-1.5b"
+
+
+class TracingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    store: str | None = None
+    capture_content: bool = False
+
+
+class Config(BaseModel):
+    """Validated project configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["auto", "ollama", "embedded"] = "auto"
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ollama: OllamaDefaults = Field(default_factory=OllamaDefaults)
+    embedded: EmbeddedDefaults = Field(default_factory=EmbeddedDefaults)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    home: str = ".tandem"
+
+    def home_dir(self) -> Path:
+        """The project state directory (traces, indexes, queues); created on demand."""
+        return Path(self.home)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _role_from_env(value: str) -> dict[str, Any]:
+    if value.startswith("ollama:"):
+        return {"provider": "ollama", "model": value.removeprefix("ollama:")}
+    return {"provider": "llamacpp", "model": value}
+
+
+@lru_cache(maxsize=8)
+def _load(cwd: str, env_key: tuple[tuple[str, str], ...]) -> Config:
+    env = dict(env_key)
+    explicit = env.get("TANDEM_CONFIG")
+    path = Path(explicit) if explicit else Path(cwd) / "tandem.toml"
+    data: dict[str, Any] = _read_toml(path) if (explicit or path.is_file()) else {}
+    if env.get("TANDEM_PROVIDER"):
+        data["provider"] = env["TANDEM_PROVIDER"]
+    if env.get("TANDEM_HOME"):
+        data["home"] = env["TANDEM_HOME"]
+    models = dict(data.get("models") or {})
+    for role in ("slm", "llm"):
+        if env.get(f"TANDEM_{role.upper()}"):
+            models[role] = {**models.get(role, {}), **_role_from_env(env[f"TANDEM_{role.upper()}"])}
+    data["models"] = models
+    if env.get("OLLAMA_HOST"):
+        data.setdefault("ollama", {})
+        data["ollama"] = {**data["ollama"], "host": env["OLLAMA_HOST"]}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path.name}: {where}: {first['msg']}") from None
+
+
+_ENV_KEYS = ("TANDEM_CONFIG", "TANDEM_PROVIDER", "TANDEM_HOME", "TANDEM_SLM", "TANDEM_LLM", "OLLAMA_HOST")
+
+
+def load_config() -> Config:
+    """The configuration for the current directory and environment (cached per both)."""
+    env = tuple((k, os.environ[k]) for k in _ENV_KEYS if os.environ.get(k))
+    return _load(os.getcwd(), env)

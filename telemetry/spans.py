@@ -1,0 +1,44 @@
+"""Span helpers used by the compiler (node spans) and the model layer (model-call spans).
+
+Library code only uses the OpenTelemetry API: without an SDK configured these are no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from tandemlm.telemetry import attributes as A
+
+TRACER_NAME = "tandemlm"
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+@contextmanager
+def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Span]:
+    """A span that records an exception as an error status and re-raises it."""
+    with tracer().start_as_current_span(
+        name, attributes=_clean(attributes or {}), record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            current.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+            current.set_attribute(A.ERROR_TYPE, type(exc).__name__)
+            current.record_exception(exc)
+            raise
+
+
+def set_attributes(current: Span, attributes: dict[str, Any]) -> None:
+    current.set_attributes(_clean(attributes))
