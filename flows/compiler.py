@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -143,7 +144,10 @@ class CompiledFlow:
         self.checked = checked
         self.models = ModelPool(self.spec.models, models)
         self.stores = dict(stores or {})
-        self.graph = build_graph(checked).compile(checkpointer=checkpointer, name=self.spec.name)
+        # A path means "SQLite checkpoints there": the async saver is opened per run.
+        self._checkpoint_path = str(checkpointer) if isinstance(checkpointer, (str, Path)) else None
+        saver = None if self._checkpoint_path else checkpointer
+        self.graph = build_graph(checked).compile(checkpointer=saver, name=self.spec.name)
 
     @property
     def name(self) -> str:
@@ -206,7 +210,15 @@ class CompiledFlow:
         attrs = {A.FLOW: self.spec.name, "tandem.run_id": run_id, A.GEN_AI_OPERATION: "invoke_workflow"}
         start = time.perf_counter()
         with span(f"invoke_workflow {self.spec.name}", attrs):
-            state = await self.graph.ainvoke(initial, config=config, context=context)
+            if self._checkpoint_path:
+                from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+                Path(self._checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+                async with AsyncSqliteSaver.from_conn_string(self._checkpoint_path) as saver:
+                    graph = build_graph(self.checked).compile(checkpointer=saver, name=self.spec.name)
+                    state = await graph.ainvoke(initial, config=config, context=context)
+            else:
+                state = await self.graph.ainvoke(initial, config=config, context=context)
         return self._result(state, run_id, time.perf_counter() - start)
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
@@ -245,7 +257,8 @@ def compile_flow(
         source: a :class:`FlowSpec`, a :class:`Flow` builder, a preset name, a path or a dict.
         models: chat models to use instead of building them from the spec (e.g. fakes).
         stores: store objects by name.
-        checkpointer: a LangGraph checkpointer for multi-turn/durable runs.
+        checkpointer: a LangGraph checkpointer, or a path for SQLite checkpoints (multi-turn
+            and durable runs keyed by ``thread_id``).
 
     Raises:
         SpecError: the spec is invalid; the message names the path and a fix.

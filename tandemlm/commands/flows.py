@@ -1,0 +1,101 @@
+"""``tandem run|validate|graph`` and ``tandem flows list``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from tandemlm.commands._common import apply_model_overrides, err, out, print_json
+
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Override a model: NAME=VALUE (catalog name, .gguf path or ollama:NAME)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("validate")(validate)
+    app.command("graph")(graph)
+    flows_app = typer.Typer(help="List bundled flow presets.", no_args_is_help=True)
+    flows_app.command("list")(flows_list)
+    app.add_typer(flows_app, name="flows")
+
+
+def run(
+    flow: Annotated[str, typer.Argument(help="Preset name or path to a flow .yaml/.json.")],
+    question: Annotated[str, typer.Argument(help="The request to run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    model: ModelOption = None,
+    thread: Annotated[str | None, typer.Option(help="Conversation thread id (multi-turn).")] = None,
+    capture_content: Annotated[bool, typer.Option(help="Record prompts/answers on spans.")] = False,
+) -> None:
+    """Run a flow on one question and print the answer, the path, models, tokens and time."""
+    from tandemlm.errors import SpecError
+    from tandemlm.flows import compile_flow, load_flow
+    from tandemlm.telemetry.setup import cli_tracing
+
+    if not question.strip():
+        raise SpecError("question", "the question is empty")
+    spec = apply_model_overrides(load_flow(flow), model or [])
+    checkpointer = None
+    if thread:
+        from tandemlm.flows.checkpoint import sqlite_checkpointer
+
+        checkpointer = sqlite_checkpointer()
+    compiled = compile_flow(spec, checkpointer=checkpointer)
+    resolved = compiled.models.describe()
+    err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim")
+    with cli_tracing():
+        result = asyncio.run(
+            compiled.arun(question, thread_id=thread, capture_content=capture_content or None)
+        )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out.print(result.answer or "(empty answer)")
+    out.print()
+    out.print(f"[bold]path[/]     {' -> '.join(result.path)}")
+    for decision in result.decisions:
+        out.print(
+            f"[bold]route[/]    {decision['router']}: score {decision['score']:.3f} "
+            f"threshold {decision['threshold']:.3f} -> {decision['choice']} ({decision['reason']})"
+        )
+    out.print(f"[bold]answered[/] {result.answered_by or '-'}" + (" (degraded)" if result.degraded else ""))
+    for name, usage in result.usage.items():
+        out.print(
+            f"[bold]model[/]    {name} ({result.models.get(name, '?')}): {int(usage.get('calls', 0))} call(s), "
+            f"{int(usage.get('input_tokens', 0))} in / {int(usage.get('output_tokens', 0))} out tokens, "
+            f"{usage.get('seconds', 0):.2f}s"
+        )
+    out.print(f"[bold]time[/]     {result.seconds:.2f}s   run {result.run_id}")
+
+
+def validate(flow: Annotated[str, typer.Argument(help="Preset name or flow file.")]) -> None:
+    """Validate a flow spec without running any model."""
+    from tandemlm.flows import compile_flow
+
+    compiled = compile_flow(flow)
+    spec = compiled.spec
+    out.print(f"ok: {spec.name} ({len(spec.nodes)} nodes, {len(spec.edges)} edges, {len(spec.routes)} routes)")
+
+
+def graph(flow: Annotated[str, typer.Argument(help="Preset name or flow file.")]) -> None:
+    """Print the compiled graph as Mermaid text."""
+    from tandemlm.flows import compile_flow
+
+    print(compile_flow(flow).mermaid())
+
+
+def flows_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the bundled presets with their descriptions."""
+    from tandemlm.flows import load_flow, presets
+
+    rows = [{"name": n, "description": load_flow(n).description} for n in presets()]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        out.print(f"[bold]{row['name']}[/]\n  {row['description']}")
