@@ -251,9 +251,7 @@ def _assemble(entry: CatalogEntry, paths: list[Path], progress: bool) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o644 & ~umask)  # mkstemp makes 0600; the model is not a secret
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the model is no secret
         with os.fdopen(fd, "wb") as out, _progress_bar(
             f"assembling {entry.name}", entry.size, progress
         ) as advance:
