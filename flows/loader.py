@@ -33,7 +33,9 @@ def validation_error(exc: ValidationError, prefix: str = "") -> SpecError:
     """The first pydantic error as a :class:`SpecError` with a dotted path."""
     first = exc.errors()[0]
     parts = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
-    path = ".".join(filter(None, [prefix, *parts]))
+    path = ""
+    for part in filter(None, [prefix, *parts]):
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = f"unknown setting {parts[-1]!r}"
@@ -70,7 +72,7 @@ def load_flow(source: str | Path | dict[str, Any] | FlowSpec) -> FlowSpec:
     Raises:
         SpecError: the file is missing, unreadable, not YAML/JSON, or not a valid spec.
     """
-    if isinstance(source, (dict, FlowSpec)):
+    if not isinstance(source, (str, Path)):
         return parse_spec(source)
     text_source = str(source)
     path = Path(text_source)
