@@ -35,6 +35,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,10 +56,10 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
-from tandemlm.nodes.models.catalog import model_path
-from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, summarize
 
 from tandemlm.errors import ModelUnavailableError
+from tandemlm.nodes.models.catalog import model_path
+from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, summarize
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -100,6 +101,7 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
                 f"cannot run embedded model '{model}': llama-cpp-python is not installed; "
                 f"install it with: {_INSTALL_HINT}"
             ) from exc
+        _check_gguf(model, path)
         threads = n_threads or os.cpu_count() or 1
         try:
             llama = Llama(
@@ -117,6 +119,21 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
             ) from exc
         _CACHE[key] = (llama, threading.Lock())
         return _CACHE[key]
+
+
+def _check_gguf(model: str, path: Path) -> None:
+    # llama-cpp-python 0.3.16 leaves a half-built model behind on a bad file, whose
+    # __del__ then raises an unraisable AttributeError: refuse non-GGUF files up front.
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelUnavailableError(f"cannot read embedded model '{model}' at {path}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelUnavailableError(
+            f"cannot load embedded model '{model}': {path} is not a GGUF file; for a catalog "
+            f"model, re-run `tandem models fetch {model}`; otherwise check the .gguf file"
+        )
 
 
 def _is_eog(llama: Llama, token: int) -> bool:
