@@ -26,9 +26,11 @@ from tandemlm.nodes.base import Node, NodeCall
 from tandemlm.nodes.models.pool import ModelPool
 from tandemlm.nodes.route import decision_of
 from tandemlm.telemetry import attributes as A
-from tandemlm.telemetry.spans import set_attributes, span
+from tandemlm.telemetry import metrics, runinfo
+from tandemlm.telemetry.spans import add_event, set_attributes, span
 
 MAX_INPUT_CHARS = 200_000
+FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
 
 
 @dataclass
@@ -60,7 +62,8 @@ class RunResult:
     vars: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (what ``tandem run --json`` prints)."""
+        return {**asdict(self), "llm_called": self.llm_called}
 
     @property
     def llm_called(self) -> bool:
@@ -75,8 +78,10 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
             try:
                 update = await node.run(state, NodeCall(name, context))
             except TandemError:
+                context.extras.setdefault(FAILED_NODE, name)
                 raise
             except Exception as exc:  # a bug or library error inside the node: name the node
+                context.extras.setdefault(FAILED_NODE, name)
                 raise NodeExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
             update.setdefault("steps", [{"node": name}])
             decision = update["steps"][-1].get("decision")
@@ -84,11 +89,13 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
                 set_attributes(
                     current,
                     {
+                        A.ROUTE: name,
                         A.ROUTER_TYPE: decision.get("router"),
                         A.ROUTER_SCORE: decision.get("score"),
                         A.ROUTER_THRESHOLD: decision.get("threshold"),
                         A.ROUTER_CHOICE: decision.get("choice"),
                         A.ROUTER_REASON: decision.get("reason"),
+                        A.ROUTER_LATENCY_MS: decision.get("latency_ms"),
                     },
                 )
             return update
@@ -148,6 +155,8 @@ class CompiledFlow:
         self._checkpoint_path = str(checkpointer) if isinstance(checkpointer, (str, Path)) else None
         saver = None if self._checkpoint_path else checkpointer
         self.graph = build_graph(checked).compile(checkpointer=saver, name=self.spec.name)
+        self._graph_json = runinfo.flow_graph_json(self.spec, checked.node_types)
+        self._roles = {name: spec.role for name, spec in self.spec.models.items()}
 
     @property
     def name(self) -> str:
@@ -207,19 +216,52 @@ class CompiledFlow:
         }
         if thread_id:  # per-turn fields restart; messages accumulate in the checkpoint
             initial.update({"steps": [], "usage": {}, "meta": {}, "errors": []})
-        attrs = {A.FLOW: self.spec.name, "tandem.run_id": run_id, A.GEN_AI_OPERATION: "invoke_workflow"}
+        attrs = {
+            A.FLOW: self.spec.name,
+            A.RUN_ID: run_id,
+            A.GEN_AI_OPERATION: "invoke_workflow",
+            A.FLOW_GRAPH: self._graph_json,
+        }
         start = time.perf_counter()
-        with span(f"invoke_workflow {self.spec.name}", attrs):
-            if self._checkpoint_path:
-                from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-                Path(self._checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-                async with AsyncSqliteSaver.from_conn_string(self._checkpoint_path) as saver:
-                    graph = build_graph(self.checked).compile(checkpointer=saver, name=self.spec.name)
-                    state = await graph.ainvoke(initial, config=config, context=context)
-            else:
-                state = await self.graph.ainvoke(initial, config=config, context=context)
+        with span(f"invoke_workflow {self.spec.name}", attrs) as run_span:
+            try:
+                state = await self._invoke(initial, config, context)
+            except BaseException as exc:
+                set_attributes(
+                    run_span,
+                    {
+                        A.RUN_STATUS: "error",
+                        A.RUN_ERROR_NODE: getattr(exc, "node", None)
+                        or context.extras.get(FAILED_NODE),
+                    },
+                )
+                metrics.record_run(
+                    flow=self.spec.name, escalations=context.counters.escalations, status="error"
+                )
+                raise
+            if run_span.is_recording():
+                set_attributes(
+                    run_span,
+                    runinfo.run_attributes(state, self._roles, context.counters.escalations),
+                )
+                for event in runinfo.error_events(state):
+                    add_event(run_span, A.ERROR_EVENT, event)
+            metrics.record_run(
+                flow=self.spec.name, escalations=context.counters.escalations, status="ok"
+            )
         return self._result(state, run_id, time.perf_counter() - start)
+
+    async def _invoke(
+        self, initial: dict[str, Any], config: dict[str, Any], context: TandemContext
+    ) -> dict[str, Any]:
+        if not self._checkpoint_path:
+            return await self.graph.ainvoke(initial, config=config, context=context)
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        Path(self._checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(self._checkpoint_path) as saver:
+            graph = build_graph(self.checked).compile(checkpointer=saver, name=self.spec.name)
+            return await graph.ainvoke(initial, config=config, context=context)
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun` (not from inside a running event loop)."""

@@ -56,6 +56,26 @@ class ModelPool:
                 self._models[name] = self._overrides.get(name) or build_chat_model(spec)
             return self._models[name]
 
+    def preflight(self, names: list[str] | None = None) -> None:
+        """Check that models can be used before a run: embedded files exist (assembling and
+        verifying them with a progress bar on first use), Ollama answers and has the model.
+
+        Raises:
+            ModelUnavailableError: with the command that fixes it.
+        """
+        for name in names or self.names():
+            if name in self._overrides:
+                continue
+            spec = self.spec(name)
+            if spec.provider == "llamacpp":
+                from tandemlm.nodes.models.catalog import model_path
+
+                model_path(spec.model or "")
+            elif spec.provider == "ollama":
+                from tandemlm.nodes.models.ollama import check_health
+
+                check_health(spec.host, spec.model)
+
     def describe(self) -> dict[str, str]:
         """``{name: "provider:model"}`` for every model, resolving ``auto`` roles."""
         out = {}

@@ -37,7 +37,8 @@ class ModelSpec(BaseModel):
         price_in: price per 1k input tokens (any currency unit, used for cost accounting).
         price_out: price per 1k output tokens.
         host: Ollama host URL (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434).
-        timeout: seconds before a call to a remote/served model is abandoned.
+        timeout: seconds a served model (Ollama) may take to connect or between streamed
+            pieces before the call fails with ``ModelUnavailableError``.
         replies: scripted replies (``scripted``) or ``{pattern: reply}`` (``keyed``).
     """
 

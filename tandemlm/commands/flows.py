@@ -47,6 +47,7 @@ def run(
         checkpointer = sqlite_checkpointer()
     compiled = compile_flow(spec, checkpointer=checkpointer)
     resolved = compiled.models.describe()
+    compiled.models.preflight()
     err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim")
     with cli_tracing():
         result = asyncio.run(
