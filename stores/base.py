@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from tandemlm.errors import TandemError
+
 Metadata = dict[str, str | int | float | bool]
 Where = dict[str, Any]
+
+
+class StoreError(TandemError):
+    """A store cannot be reached or used (server down, wrong embedding, bad collection name)."""
 
 
 @dataclass(frozen=True)
