@@ -1,0 +1,166 @@
+"""GSM8K on the embedded Qwen pair: SLM-only, LLM-only, cascade (threshold sweep) and route.
+
+Usage (resumable: results and model calls are cached in SQLite; rerun to continue)::
+
+    python benchmarks/gsm8k_eval.py --limit 100            # everything, prints the figures
+    python benchmarks/gsm8k_eval.py --limit 30 --phase models   # only the model runs
+
+What runs: the first ``--limit`` problems of the bundled GSM8K sample, greedy decoding,
+prompt "solve step by step, briefly, end with 'Answer: N'", max_tokens 512 for both models,
+scorer ``numeric``. SLM-only and LLM-only are the baselines of the cascade (same prompt), so
+the cascade's draft and escalation calls are the same calls: every threshold of the sweep
+replays them from the cache (latency counts each replayed call at its measured duration).
+``route`` is the routing engineer's preset (a router that decides before any model runs)
+with the same prompt, when it exists.
+
+Prints: per flow accuracy, LLM-call share, mean/p95 latency; the sweep's points; APGR,
+CPT(50%/80%/95%), AIQ of the cascade's confidence router beside random and oracle routers;
+whether the goal (>= 95% of LLM-only accuracy with <= 60% LLM calls and lower mean latency
+than LLM-only) is met. Writes results.json, PNGs and report.html to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SYSTEM = "You are a careful math tutor."
+PROMPT = (
+    "Solve the problem step by step, briefly. End with a last line 'Answer: N' where N is "
+    "the final number.\n\nProblem: {input}"
+)
+
+
+def cascade_spec(threshold: float, max_tokens: int) -> dict[str, Any]:
+    gen = {"type": "generate", "system": SYSTEM, "prompt": PROMPT}
+    return {
+        "name": "cascade",
+        "description": "GSM8K cascade: SLM drafts with token confidence; low confidence -> LLM",
+        "models": {
+            "slm": {"role": "slm", "params": {"max_tokens": max_tokens}, "context_window": 2048},
+            "llm": {"role": "llm", "params": {"max_tokens": max_tokens}, "context_window": 2048},
+        },
+        "nodes": {
+            "draft": {**gen, "model": "slm", "output": "draft", "logprobs": True},
+            "accept": {"type": "accept", "field": "draft"},
+            "escalate": {**gen, "model": "llm", "output": "answer"},
+        },
+        "entry": "draft",
+        "routes": [
+            {
+                "from": "draft",
+                "name": "gate",
+                "router": {"type": "confidence", "field": "draft", "metric": "mean_prob", "threshold": threshold},
+                "branches": {"small": "accept", "large": "escalate"},
+            }
+        ],
+        "edges": [{"from": "accept", "to": "end"}, {"from": "escalate", "to": "end"}],
+    }
+
+
+def route_spec(max_tokens: int) -> Any:
+    """The ``route`` preset with the GSM8K prompt on both branches, or None if absent."""
+    from tandemlm.flows import load_flow, presets
+
+    if "route" not in presets():
+        return None
+    spec = load_flow("route")
+    data = spec.to_dict()
+    for node in data.get("nodes", {}).values():
+        if node.get("type") == "generate" and node.get("model") in ("slm", "llm"):
+            node.update({"system": SYSTEM, "prompt": PROMPT})
+            node.pop("max_tokens", None)
+    for name in ("slm", "llm"):
+        if name in data.get("models", {}):
+            data["models"][name].setdefault("params", {})["max_tokens"] = max_tokens
+            data["models"][name]["context_window"] = 2048
+    return load_flow(data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--threshold", type=float, default=0.1, help="the cascade's listed threshold")
+    parser.add_argument("--sweep", default="threshold=0.0:0.3:31")
+    parser.add_argument("--phase", choices=["models", "all"], default="all")
+    parser.add_argument("--cache", default=str(HERE / "results" / "gsm8k_cache.db"))
+    parser.add_argument("--out", default=str(HERE / "results" / "gsm8k"))
+    parser.add_argument("--no-route", action="store_true")
+    args = parser.parse_args()
+
+    from tandemlm.evaluation.baselines import baseline_flows
+    from tandemlm.evaluation.datasets import load_dataset
+    from tandemlm.evaluation.runner import EvalFlow, run_eval
+    from tandemlm.flows import load_flow
+
+    items = load_dataset("gsm8k", limit=args.limit)
+    cascade = EvalFlow("cascade", load_flow(cascade_spec(args.threshold, args.max_tokens)))
+    flows = baseline_flows(cascade)
+    if args.phase == "models":
+        run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
+        for label, summary in run.summaries().items():
+            print(f"{label}: n={summary['n']} accuracy={summary['accuracy']:.3f} "
+                  f"latency_mean={summary['latency_mean']:.1f}s errors={summary['errors']}")
+        return 0
+
+    from tandemlm.evaluation.report import write_report
+    from tandemlm.evaluation.sweep import parse_sweep, run_sweeps
+
+    flows.append(cascade)
+    route = None if args.no_route else route_spec(args.max_tokens)
+    if route is not None:
+        flows.append(EvalFlow("route", route))
+    run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
+    sweeps = run_sweeps(
+        run, [cascade], parse_sweep(args.sweep), cache=args.cache, progress=True,
+    )
+    machine = {
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU VM, {platform.system()}",
+        "python": platform.python_version(),
+        "date": dt.date.today().isoformat(),
+        "models": run.models.get("cascade", {}),
+        "max_tokens": args.max_tokens,
+        "decoding": "greedy (temperature 0)",
+    }
+    paths = write_report(run, args.out, sweeps=sweeps, meta=machine)
+    print(f"GSM8K sample, n={len(items)} problems, {machine['machine']}, {machine['date']}")
+    print(f"models: {machine['models']}")
+    print(f"{'flow':<24} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'p95 lat.':>9}")
+    for label, s in run.summaries().items():
+        print(f"{label:<24} {s['accuracy']:>9.3f} {s['llm_share']:>10.2f} "
+              f"{s['latency_mean']:>9.1f}s {s['latency_p95']:>8.1f}s")
+    llm = run.summary("llm-only")
+    for sweep in sweeps:
+        print(f"\nsweep {sweep['flow']} {sweep['param']}:")
+        print(f"{'threshold':>9} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'% of LLM acc':>13}")
+        for p in sweep["points"]:
+            rel = p["accuracy"] / llm["accuracy"] if llm["accuracy"] else float("nan")
+            print(f"{p['value']:>9.3f} {p['accuracy']:>9.3f} {p['llm_share']:>10.2f} "
+                  f"{p['latency_mean']:>9.1f}s {rel:>12.0%}")
+        print("router metrics (cascade's confidence router vs random and oracle):")
+        for name, m in sweep["metrics"].items():
+            cpts = ", ".join(f"CPT({k})={v:.2f}" for k, v in m["cpt"].items())
+            print(f"  {name:<10} APGR={m['apgr']:.3f} AIQ={m['aiq']:.3f} {cpts}")
+        goal = [
+            p for p in sweep["points"]
+            if llm["accuracy"] and p["accuracy"] >= 0.95 * llm["accuracy"]
+            and p["llm_share"] <= 0.60 and p["latency_mean"] < llm["latency_mean"]
+        ]
+        print("goal (>=95% of LLM-only accuracy, <=60% LLM calls, lower mean latency): "
+              + (f"met at threshold(s) {[p['value'] for p in goal]} (chosen on the same data)" if goal else "NOT met"))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    sys.stdout.flush()
+    (Path(args.out) / "figures.json").write_text(json.dumps(run.summaries(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

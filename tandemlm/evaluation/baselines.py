@@ -1,0 +1,93 @@
+"""Baselines built from a flow's own model specs: SLM-only and LLM-only.
+
+Each baseline is a one-node flow that sends the question to one model with the same system
+prompt, prompt template and ``logprobs`` setting as the flow's own ``generate`` node for that
+model (so with call replay, a cascade's draft and the SLM-only answer are the same call).
+A prompt that reads fields other than ``{input}`` is replaced by ``{input}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tandemlm.errors import TandemError
+from tandemlm.evaluation.runner import EvalFlow, large_models
+from tandemlm.flows.spec import FlowSpec, NodeSpec
+from tandemlm.nodes.template import fields
+
+__all__ = ["baseline_flows", "single_model_spec", "small_models"]
+
+
+def small_models(spec: FlowSpec) -> set[str]:
+    """Models with role ``slm`` (else named ``slm``/``small``)."""
+    by_role = {name for name, m in spec.models.items() if (m.role or "").lower() == "slm"}
+    if by_role:
+        return by_role
+    return {name for name in spec.models if name.lower() in ("slm", "small")}
+
+
+def _generate_params(spec: FlowSpec, model: str) -> dict[str, Any]:
+    """Prompt settings of the flow's best ``generate`` node for ``model``."""
+    candidates = [
+        node.params() for node in spec.nodes.values()
+        if node.type == "generate" and node.params().get("model") == model
+    ]
+
+    def rank(params: dict[str, Any]) -> tuple[int, int]:
+        prompt_fields = fields(str(params.get("prompt", "{input}"))) | fields(str(params.get("system") or ""))
+        plain = prompt_fields <= {"input"} and not params.get("schema")
+        return (0 if plain else 1, 0 if params.get("output", "answer") in ("answer", "draft") else 1)
+
+    out: dict[str, Any] = {"prompt": "{input}"}
+    if candidates:
+        best = sorted(candidates, key=rank)[0]
+        if rank(best)[0] == 0:
+            for key in ("prompt", "system", "logprobs", "max_tokens"):
+                if best.get(key) is not None:
+                    out[key] = best[key]
+    return out
+
+
+def single_model_spec(spec: FlowSpec, model: str, name: str) -> FlowSpec:
+    """A one-node flow answering with ``model`` only (same model spec, same prompt)."""
+    if model not in spec.models:
+        raise TandemError(f"flow {spec.name!r} has no model {model!r} (known: {', '.join(spec.models)})")
+    node = NodeSpec(type="generate", model=model, output="answer", **_generate_params(spec, model))
+    return FlowSpec(
+        name=name,
+        description=f"baseline: {model} of {spec.name} only",
+        models={model: spec.models[model]},
+        nodes={"answer": node},
+        entry="answer",
+        edges=[{"from": "answer", "to": "end"}],  # type: ignore[list-item]
+    )
+
+
+def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
+    """``slm-only`` and ``llm-only`` flows for ``flow`` (one per side that exists).
+
+    Raises:
+        TandemError: the flow declares neither an SLM nor an LLM model.
+    """
+    out = []
+    for side, names in (("slm", small_models(flow.spec)), ("llm", large_models(flow.spec))):
+        if not names:
+            continue
+        model = sorted(names)[0]
+        spec = single_model_spec(flow.spec, model, f"{side}-only")
+        overrides = {model: flow.models[model]} if flow.models and model in flow.models else None
+        out.append(
+            EvalFlow(
+                label=f"{side}-only",
+                spec=spec,
+                models=overrides,
+                kind="baseline",
+                params={"base": flow.label, "model": model},
+                large={model} if side == "llm" else set(),
+            )
+        )
+    if not out:
+        raise TandemError(
+            f"flow {flow.label!r} has no model with role slm or llm: baselines need them"
+        )
+    return out

@@ -1,0 +1,380 @@
+"""Run flows over a dataset: concurrency, a progress bar, and resume from the SQLite cache.
+
+Every (flow, item) result is written to the cache as soon as it finishes, keyed by the
+flow's fingerprint (its spec and resolved models) and the item's id plus question hash, so an
+interrupted run continues where it stopped and no finished item runs twice. Items that
+failed with an error are recorded too and run again next time.
+
+Item records (one per flow and item) hold: ``answer``, ``score``, ``path``, ``models``
+(names of the models that ran), ``tokens`` (``{model: {"input", "output"}}``),
+``llm_called``, ``latency`` (seconds), ``cost``, ``errors``, ``answered_by``,
+``route_scores`` (``{route: score}``), ``replayed_calls`` and ``cached``.
+
+Latency: with call replay (see :mod:`tandemlm.evaluation.cache`) a replayed model call
+counts with the duration it took when it really ran, so ``latency`` is what the run would
+have taken without the cache; ``wall`` is the time actually spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from tandemlm.errors import TandemError
+from tandemlm.evaluation.cache import EvalCache, ReplayChatModel, call_ledger
+from tandemlm.evaluation.datasets import EvalItem
+from tandemlm.evaluation.scorers import Scorer, get_scorer
+from tandemlm.flows.spec import FlowSpec
+
+__all__ = ["EvalFlow", "EvalRun", "large_models", "run_eval", "summarize_records"]
+
+RECORD_VERSION = 1
+
+
+@dataclass
+class EvalFlow:
+    """One flow to evaluate.
+
+    Attributes:
+        label: unique name in reports (``cascade``, ``slm-only``, ``cascade@threshold=0.3``).
+        spec: the flow spec (thresholds, models and prompts as evaluated).
+        models: chat models to use instead of building them from the spec (fakes in tests).
+        kind: ``flow``, ``baseline`` or ``sweep``.
+        params: what distinguishes it (e.g. ``{"base": "cascade", "threshold": 0.3}``).
+        large: names of the models that count as the LLM (default: role or name ``llm``).
+    """
+
+    label: str
+    spec: FlowSpec
+    models: Mapping[str, BaseChatModel] | None = None
+    kind: str = "flow"
+    params: dict[str, Any] = field(default_factory=dict)
+    large: set[str] | None = None
+
+    def large_models(self) -> set[str]:
+        return self.large if self.large is not None else large_models(self.spec)
+
+
+def large_models(spec: FlowSpec) -> set[str]:
+    """Names of the spec's models that count as "the LLM": role ``llm``, else named ``llm``."""
+    by_role = {name for name, m in spec.models.items() if (m.role or "").lower() == "llm"}
+    if by_role:
+        return by_role
+    return {name for name in spec.models if name.lower() in ("llm", "large")}
+
+
+def _model_identity(model: BaseChatModel | None, spec_desc: str, params: str) -> str:
+    if model is not None:
+        return f"override:{type(model).__name__}:{getattr(model, 'model_name', '') or getattr(model, 'model', '')}"
+    return f"{spec_desc}|{params}"
+
+
+@dataclass
+class _Prepared:
+    flow: EvalFlow
+    key: str
+    compiled: Any
+    models: dict[str, str]
+
+
+def _prepare(flow: EvalFlow, cache: EvalCache, replay: bool) -> _Prepared:
+    """Resolve models, wrap deterministic ones for replay, compile, fingerprint."""
+    from tandemlm.flows.compiler import compile_flow
+    from tandemlm.nodes.models.pool import ModelPool
+    from tandemlm.nodes.models.resolve import describe
+
+    overrides = dict(flow.models or {})
+    pool = ModelPool(flow.spec.models)
+    chats: dict[str, BaseChatModel] = {}
+    described: dict[str, str] = {}
+    identities: dict[str, str] = {}
+    for name in flow.spec.models:
+        if name in overrides:
+            chats[name] = overrides[name]
+            identities[name] = _model_identity(overrides[name], "", "")
+            described[name] = identities[name]
+            continue
+        resolved = pool.spec(name)
+        described[name] = describe(resolved)
+        params = resolved.params.model_dump_json() + f"|ctx={resolved.context_window}"
+        identities[name] = _model_identity(None, described[name], params)
+        if replay and resolved.provider not in ("scripted", "keyed"):
+            chats[name] = ReplayChatModel(inner=pool.get(name), identity=identities[name], store=cache)
+    compiled = compile_flow(flow.spec, models=chats or None)
+    payload = json.dumps(
+        {"spec": flow.spec.to_dict(), "models": identities, "v": RECORD_VERSION}, sort_keys=True, default=str
+    )
+    key = f"{flow.spec.name}:{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+    return _Prepared(flow, key, compiled, described)
+
+
+def _record(result: Any, ledger: list[dict[str, Any]], wall: float, large: set[str]) -> dict[str, Any]:
+    usage = result.usage or {}
+    tokens = {
+        name: {"input": int(u.get("input_tokens", 0)), "output": int(u.get("output_tokens", 0))}
+        for name, u in usage.items()
+    }
+    replayed = [c for c in ledger if c["replayed"]]
+    route_scores = {}
+    for step in result.steps:
+        decision = step.get("decision")
+        if decision:
+            route_scores[step.get("node", "?")] = decision.get("score")
+    return {
+        "answer": result.answer,
+        "answered_by": result.answered_by,
+        "path": list(result.path),
+        "models": [name for name, u in usage.items() if u.get("calls", 0)],
+        "tokens": tokens,
+        "llm_called": any(usage.get(name, {}).get("calls", 0) > 0 for name in large),
+        "latency": round(wall + sum(c["seconds"] for c in replayed), 6),
+        "wall": round(wall, 6),
+        "cost": round(sum(float(u.get("cost", 0.0)) for u in usage.values()), 8),
+        "errors": list(result.errors or []),
+        "degraded": bool(result.degraded),
+        "route_scores": route_scores,
+        "replayed_calls": len(replayed),
+    }
+
+
+def _error_record(exc: BaseException, wall: float) -> dict[str, Any]:
+    return {
+        "answer": "",
+        "answered_by": None,
+        "path": [],
+        "models": [],
+        "tokens": {},
+        "llm_called": False,
+        "latency": round(wall, 6),
+        "wall": round(wall, 6),
+        "cost": 0.0,
+        "errors": [{"error": f"{type(exc).__name__}: {exc}"}],
+        "degraded": False,
+        "route_scores": {},
+        "replayed_calls": 0,
+    }
+
+
+@dataclass
+class EvalRun:
+    """The outcome of :func:`run_eval`: items, flows, and one record per flow and item.
+
+    ``records[label][item_id]`` is an item record (see the module docstring).
+    """
+
+    items: list[EvalItem]
+    flows: list[EvalFlow]
+    records: dict[str, dict[str, dict[str, Any]]]
+    models: dict[str, dict[str, str]]
+    scorer: str
+    dataset: str = ""
+    executed: int = 0
+    reused: int = 0
+
+    def summary(self, label: str) -> dict[str, Any]:
+        return summarize_records(list(self.records[label].values()))
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        return {f.label: self.summary(f.label) for f in self.flows}
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarize_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy (mean score), LLM-call share, latency, cost, tokens and model share."""
+    n = len(records)
+    if n == 0:
+        return {"n": 0}
+    latencies = [float(r.get("latency", 0.0)) for r in records]
+    answered: dict[str, int] = {}
+    tokens: dict[str, dict[str, float]] = {}
+    for record in records:
+        who = record.get("answered_by") or "none"
+        answered[who] = answered.get(who, 0) + 1
+        for name, t in (record.get("tokens") or {}).items():
+            mine = tokens.setdefault(name, {"input": 0.0, "output": 0.0})
+            mine["input"] += t.get("input", 0) / n
+            mine["output"] += t.get("output", 0) / n
+    return {
+        "n": n,
+        "accuracy": sum(float(r.get("score", 0.0)) for r in records) / n,
+        "llm_share": sum(1 for r in records if r.get("llm_called")) / n,
+        "latency_mean": statistics.fmean(latencies),
+        "latency_p50": _percentile(latencies, 0.5),
+        "latency_p95": _percentile(latencies, 0.95),
+        "cost_total": sum(float(r.get("cost", 0.0)) for r in records),
+        "cost_mean": sum(float(r.get("cost", 0.0)) for r in records) / n,
+        "tokens_mean": {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in tokens.items()},
+        "answered_by": {k: v / n for k, v in sorted(answered.items())},
+        "errors": sum(1 for r in records if r.get("errors") and not r.get("answer")),
+    }
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+async def _run_one(
+    prepared: _Prepared,
+    item: EvalItem,
+    scorer: Any,
+    cache: EvalCache,
+    semaphore: asyncio.Semaphore,
+    on_done: Callable[[str, bool], None],
+) -> tuple[str, dict[str, Any]]:
+    flow = prepared.flow
+    item_key = item.key()
+    found = cache.get_result(prepared.key, item_key)
+    if found is not None:
+        on_done(flow.label, False)
+        return item.id, {**found, "cached": True}
+    async with semaphore:
+        ledger: list[dict[str, Any]] = []
+        token = call_ledger.set(ledger)
+        start = time.perf_counter()
+        status = "ok"
+        try:
+            result = await prepared.compiled.arun(item.question)
+            record = _record(result, ledger, time.perf_counter() - start, flow.large_models())
+        except (TandemError, ValueError, RuntimeError, OSError) as exc:
+            record, status = _error_record(exc, time.perf_counter() - start), "error"
+        finally:
+            call_ledger.reset(token)
+        scored = await scorer.ascore(item.question, record["answer"], item.gold)
+        record["score"] = float(scored["score"])
+        if "judge" in scored:
+            record["judge"] = scored["judge"]
+        cache.put_result(prepared.key, item_key, record, status=status)
+    on_done(flow.label, True)
+    return item.id, {**record, "cached": False}
+
+
+def run_eval(
+    flows: Sequence[EvalFlow],
+    items: Sequence[EvalItem],
+    *,
+    scorer: str | Scorer | Any = "exact",
+    cache: EvalCache | str | Path = ".tandem/eval/cache.db",
+    concurrency: int = 1,
+    replay: bool = True,
+    progress: bool = False,
+    dataset: str = "",
+) -> EvalRun:
+    """Run every flow on every item (resuming from ``cache``) and score the answers.
+
+    Args:
+        flows: the flows to evaluate (labels must be unique).
+        items: the dataset items.
+        scorer: a scorer name or object with ``ascore(question, answer, gold)``.
+        cache: an :class:`EvalCache` or the path of its SQLite file.
+        concurrency: items run at the same time (per process; local models serialise anyway).
+        replay: answer identical deterministic model calls from the cache (see
+            :mod:`tandemlm.evaluation.cache`); fakes passed in ``flow.models`` never replay.
+        progress: show a rich progress bar on stderr.
+        dataset: the dataset's name, for reports.
+
+    Raises:
+        TandemError: duplicate labels, an invalid spec, an unknown scorer.
+    """
+    return asyncio.run(
+        arun_eval(
+            flows, items, scorer=scorer, cache=cache, concurrency=concurrency,
+            replay=replay, progress=progress, dataset=dataset,
+        )
+    )
+
+
+async def arun_eval(
+    flows: Sequence[EvalFlow],
+    items: Sequence[EvalItem],
+    *,
+    scorer: str | Scorer | Any = "exact",
+    cache: EvalCache | str | Path = ".tandem/eval/cache.db",
+    concurrency: int = 1,
+    replay: bool = True,
+    progress: bool = False,
+    dataset: str = "",
+) -> EvalRun:
+    """Async :func:`run_eval`."""
+    labels = [f.label for f in flows]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise TandemError(f"duplicate flow labels {duplicates}: give each evaluated flow a distinct name")
+    if concurrency < 1:
+        raise TandemError("concurrency must be at least 1")
+    scorer_obj = get_scorer(scorer) if isinstance(scorer, str) else scorer
+    owned = not isinstance(cache, EvalCache)
+    store = EvalCache(cache) if owned else cache
+    assert isinstance(store, EvalCache)
+    counts = {"executed": 0, "reused": 0}
+    try:
+        prepared = [_prepare(f, store, replay) for f in flows]
+        semaphore = asyncio.Semaphore(concurrency)
+        bar = _Progress(labels, len(items)) if progress else None
+
+        def on_done(label: str, executed: bool) -> None:
+            counts["executed" if executed else "reused"] += 1
+            if bar:
+                bar.advance(label)
+
+        records: dict[str, dict[str, dict[str, Any]]] = {}
+        try:
+            for prep in prepared:  # one flow at a time: models stay loaded, cache fills in order
+                tasks = [_run_one(prep, item, scorer_obj, store, semaphore, on_done) for item in items]
+                done = await asyncio.gather(*tasks)
+                records[prep.flow.label] = dict(done)
+        finally:
+            if bar:
+                bar.stop()
+        return EvalRun(
+            items=list(items),
+            flows=list(flows),
+            records=records,
+            models={p.flow.label: p.models for p in prepared},
+            scorer=getattr(scorer_obj, "name", str(scorer)),
+            dataset=dataset,
+            executed=counts["executed"],
+            reused=counts["reused"],
+        )
+    finally:
+        if owned:
+            store.close()
+
+
+class _Progress:
+    """A rich progress bar on stderr with one task per flow."""
+
+    def __init__(self, labels: Sequence[str], total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._tasks = {label: self._progress.add_task(label, total=total) for label in labels}
+        self._progress.start()
+
+    def advance(self, label: str) -> None:
+        self._progress.advance(self._tasks[label])
+
+    def stop(self) -> None:
+        self._progress.stop()
