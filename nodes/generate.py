@@ -12,6 +12,7 @@ from tandemlm.nodes import structured
 from tandemlm.nodes.base import Node, NodeCall
 from tandemlm.nodes.models.call import call_model
 from tandemlm.nodes.template import fields
+from tandemlm.telemetry.hops import hop_inputs
 
 
 def answer_update(text: str, model: str | None) -> dict[str, Any]:
@@ -86,7 +87,12 @@ class Generate(Node):
         if self.max_tokens:
             options["max_tokens"] = self.max_tokens
         reply = await call_model(
-            call, self.model, self.messages(state), logprobs=self.logprobs, **options
+            call,
+            self.model,
+            self.messages(state),
+            logprobs=self.logprobs,
+            sources=hop_inputs(state, self.reads()),
+            **options,
         )
         update: dict[str, Any] = {**reply.usage(), "meta": {self.output: reply.meta()}}
         value: Any = reply.text

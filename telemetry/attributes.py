@@ -1,9 +1,13 @@
-"""Span attribute names: OpenTelemetry GenAI conventions plus the ``tandem.*`` namespace."""
+"""Span attribute names: OpenTelemetry GenAI conventions plus the ``tandem.*`` namespace.
+
+Every name here is documented in the README (section "Tracing"). Tests assert these exact
+strings, so renaming one is a breaking change.
+"""
 
 from __future__ import annotations
 
 # OpenTelemetry GenAI semantic conventions
-GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_OPERATION = "gen_ai.operation.name"  # "invoke_workflow" (run), "chat" (model call)
 GEN_AI_PROVIDER = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
@@ -14,20 +18,69 @@ GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # metric attribute: "input" | "output"
+ERROR_TYPE = "error.type"
 
-# tandem namespace
+# tandem namespace: flow, node, model
 FLOW = "tandem.flow"
 NODE = "tandem.node"
 NODE_TYPE = "tandem.node.type"
 MODEL = "tandem.model"  # model name in the flow spec
 MODEL_LOCAL = "tandem.model.local"
+MODEL_ROLE = "tandem.model.role"
 COST = "tandem.cost"
 CONFIDENCE_MEAN = "tandem.confidence.mean_prob"
 CONFIDENCE_MIN = "tandem.confidence.min_prob"
 LATENCY_MS = "tandem.latency_ms"
+TIME_TO_FIRST_TOKEN_MS = "tandem.time_to_first_token_ms"  # only for streamed calls
+CONTENT_REDACTIONS = "tandem.content.redactions"  # entities masked in captured content
+
+# router decisions (set on the `node <route>` span)
+ROUTE = "tandem.route"
 ROUTER_TYPE = "tandem.router.type"
 ROUTER_SCORE = "tandem.router.score"
 ROUTER_THRESHOLD = "tandem.router.threshold"
 ROUTER_CHOICE = "tandem.router.choice"
 ROUTER_REASON = "tandem.router.reason"
-ERROR_TYPE = "error.type"
+ROUTER_LATENCY_MS = "tandem.router.latency_ms"
+
+# cross-model hops: one span event `tandem.hop` per source on the receiving `chat` span
+HOP_EVENT = "tandem.hop"
+HOP_COUNT = "tandem.hop.count"  # on the chat span
+HOP_FIELD = "tandem.hop.field"
+HOP_FROM_NODE = "tandem.hop.from_node"
+HOP_TO_NODE = "tandem.hop.to_node"
+HOP_FROM_MODEL = "tandem.hop.from_model"
+HOP_TO_MODEL = "tandem.hop.to_model"
+HOP_CHARS = "tandem.hop.chars"
+HOP_TOKENS = "tandem.hop.tokens"
+HOP_FROM_LOCAL = "tandem.hop.from_local"
+HOP_TO_LOCAL = "tandem.hop.to_local"
+HOP_LOCAL_TO_REMOTE = "tandem.hop.local_to_remote"
+HOP_REDACTIONS = "tandem.hop.redactions"
+
+# the run (set on the `invoke_workflow <flow>` span)
+RUN_ID = "tandem.run_id"
+FLOW_GRAPH = "tandem.flow.graph"  # JSON {"nodes": [{id, type}], "edges": [{from, to, label}]}
+RUN_PATH = "tandem.run.path"
+RUN_STATUS = "tandem.run.status"  # "ok" | "error"
+RUN_MODELS = "tandem.run.models"  # model names that were called
+RUN_MODEL_CALLS = "tandem.run.model_calls"
+RUN_LLM_CALLS = "tandem.run.llm_calls"  # calls to large models (role "llm" or not "slm")
+RUN_INPUT_TOKENS = "tandem.run.input_tokens"
+RUN_OUTPUT_TOKENS = "tandem.run.output_tokens"
+RUN_COST = "tandem.run.cost"
+RUN_ESCALATIONS = "tandem.run.escalations"
+RUN_ANSWERED_BY = "tandem.run.answered_by"
+RUN_DEGRADED = "tandem.run.degraded"
+RUN_ERROR_NODE = "tandem.run.error_node"  # the node that failed the run
+RUN_USAGE = "tandem.run.usage"  # JSON of per-model calls/tokens/cost/seconds
+ERROR_EVENT = "tandem.error"  # event per error a node recovered from
+ERROR_NODE = "tandem.error.node"
+ERROR_MESSAGE = "tandem.error.message"
+
+# retrieval (one `retrieval <store>` span per search)
+RETRIEVAL_STORE = "tandem.retrieval.store"
+RETRIEVAL_TOP_K = "tandem.retrieval.top_k"
+RETRIEVAL_RESULTS = "tandem.retrieval.results"
+RETRIEVAL_QUERY_CHARS = "tandem.retrieval.query_chars"

@@ -42,3 +42,25 @@ def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Span]:
 
 def set_attributes(current: Span, attributes: dict[str, Any]) -> None:
     current.set_attributes(_clean(attributes))
+
+
+def add_event(current: Span, name: str, attributes: dict[str, Any]) -> None:
+    """Add a span event, dropping ``None`` attribute values."""
+    current.add_event(name, _clean(attributes))
+
+
+@contextmanager
+def retrieval_span(store: str, query: str, top_k: int | None = None) -> Iterator[Span]:
+    """The span of one retrieval (``retrieval <store>``); store adapters call this.
+
+    The caller sets :data:`~tandemlm.telemetry.attributes.RETRIEVAL_RESULTS` when done.
+    The query text itself is never recorded here (content capture is the model layer's job).
+    """
+    attrs = {
+        A.GEN_AI_OPERATION: "retrieval",
+        A.RETRIEVAL_STORE: store,
+        A.RETRIEVAL_TOP_K: top_k,
+        A.RETRIEVAL_QUERY_CHARS: len(query),
+    }
+    with span(f"retrieval {store}", attrs) as current:
+        yield current

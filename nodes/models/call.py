@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
 from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, Confidence
 from tandemlm.telemetry import attributes as A
-from tandemlm.telemetry.spans import set_attributes, span
+from tandemlm.telemetry import content, metrics
+from tandemlm.telemetry.hops import HopInput
+from tandemlm.telemetry.spans import add_event, set_attributes, span
 
 if TYPE_CHECKING:
     from tandemlm.nodes.base import NodeCall
@@ -77,6 +80,7 @@ async def call_model(
     messages: list[BaseMessage],
     *,
     logprobs: bool = False,
+    sources: Sequence[HopInput] | None = None,
     **kwargs: Any,
 ) -> ModelReply:
     """Call the flow model ``model`` with ``messages`` on behalf of node ``call.name``.
@@ -86,6 +90,8 @@ async def call_model(
         model: model name from the flow spec.
         messages: chat messages to send.
         logprobs: ask the provider for token-probability confidence.
+        sources: earlier outputs that feed this call (see
+            :func:`tandemlm.telemetry.hops.hop_inputs`); recorded as cross-model hops.
         **kwargs: per-call provider options (e.g. ``max_tokens``).
 
     Raises:
@@ -96,27 +102,40 @@ async def call_model(
     pool = call.context.models
     spec = pool.spec(model)
     chat = pool.get(model)
+    provider, request_model = _describe(spec, chat, model)
     attrs = {
         A.GEN_AI_OPERATION: "chat",
-        A.GEN_AI_PROVIDER: spec.provider,
-        A.GEN_AI_REQUEST_MODEL: spec.model or model,
+        A.GEN_AI_PROVIDER: provider,
+        A.GEN_AI_REQUEST_MODEL: request_model,
         A.GEN_AI_TEMPERATURE: spec.params.temperature,
         A.GEN_AI_MAX_TOKENS: kwargs.get("max_tokens", spec.params.max_tokens),
         A.MODEL: model,
         A.MODEL_LOCAL: spec.local,
+        A.MODEL_ROLE: spec.role,
         A.NODE: call.name,
+        A.FLOW: call.context.flow,
     }
     options = dict(kwargs)
     if logprobs:
         options["logprobs"] = True
-    with span(f"chat {spec.model or model}", attrs) as current:
+    with span(f"chat {request_model}", attrs) as current:
+        if sources:
+            _record_hops(call, model, spec.local, sources, current)
+        capture = call.context.capture_content and current.is_recording()
+        if capture:
+            _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
         start = time.perf_counter()
         try:
             message = await chat.ainvoke(messages, **options)
-        except ModelUnavailableError:
+        except ModelUnavailableError as exc:
+            _record_failure(call, model, spec, start, exc)
             raise
         except (ConnectionError, TimeoutError, OSError) as exc:
+            _record_failure(call, model, spec, start, exc)
             raise ModelUnavailableError(f"model '{model}' failed: {exc}") from exc
+        except Exception as exc:
+            _record_failure(call, model, spec, start, exc)
+            raise
         seconds = time.perf_counter() - start
         if not isinstance(message, AIMessage):  # a plain Runnable returned something else
             message = AIMessage(content=str(getattr(message, "content", message)))
@@ -137,7 +156,16 @@ async def call_model(
                 A.COST: cost,
                 A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
                 A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
+                A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
+                A.LATENCY_MS: round(seconds * 1000, 3),
             },
+        )
+        if capture:
+            _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
+        metrics.record_call(
+            flow=call.context.flow, model=model, provider=provider,
+            request_model=request_model, seconds=seconds,
+            input_tokens=in_tok, output_tokens=out_tok, cost=cost,
         )
     return ModelReply(
         text=_text(message),
@@ -149,6 +177,68 @@ async def call_model(
         finish_reason=str(finish) if finish else None,
         confidence=confidence,
         message=message,
+    )
+
+
+def _describe(spec: Any, chat: Any, model: str) -> tuple[str, str]:
+    """(provider, model id) for spans: the spec's, else the chat model's own (overrides)."""
+    provider = spec.provider
+    if provider == "auto":
+        provider = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
+    request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
+    return provider, str(request or model)
+
+
+def _record_hops(
+    call: NodeCall, model: str, to_local: bool, sources: Sequence[HopInput], current: Any
+) -> None:
+    """One ``tandem.hop`` event per source on the receiving call's span."""
+    pool = call.context.models
+    for source in sources:
+        from_local = True  # a node without a model ran here, in this process
+        if source.model:
+            try:
+                from_local = pool.spec(source.model).local
+            except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
+                from_local = True
+        add_event(
+            current,
+            A.HOP_EVENT,
+            {
+                A.HOP_FIELD: source.field,
+                A.HOP_FROM_NODE: source.node,
+                A.HOP_TO_NODE: call.name,
+                A.HOP_FROM_MODEL: source.model,
+                A.HOP_TO_MODEL: model,
+                A.HOP_CHARS: source.chars,
+                A.HOP_TOKENS: source.tokens,
+                A.HOP_FROM_LOCAL: from_local,
+                A.HOP_TO_LOCAL: to_local,
+                A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
+                A.HOP_REDACTIONS: source.redactions,
+            },
+        )
+    current.set_attribute(A.HOP_COUNT, len(sources))
+
+
+def _capture(call: NodeCall, current: Any, key: str, messages: Sequence[BaseMessage]) -> None:
+    """Record message content on the span, after redaction (content capture only)."""
+    try:
+        text, count = content.messages_json(messages, call.context.extras.get("redact"))
+    except Exception:  # noqa: BLE001  a failing redactor must not leak content or fail the call
+        current.set_attribute(key, "[redaction failed: content not recorded]")
+        return
+    current.set_attribute(key, text)
+    if count:
+        previous = current.attributes.get(A.CONTENT_REDACTIONS, 0) if hasattr(current, "attributes") else 0
+        current.set_attribute(A.CONTENT_REDACTIONS, int(previous or 0) + count)
+
+
+def _record_failure(call: NodeCall, model: str, spec: Any, start: float, exc: Exception) -> None:
+    metrics.record_call(
+        flow=call.context.flow, model=model, provider=spec.provider,
+        request_model=spec.model or model, seconds=time.perf_counter() - start,
+        input_tokens=0, output_tokens=0, cost=0.0, error=type(exc).__name__,
     )
 
 

@@ -1,0 +1,93 @@
+"""Cross-model hops: which earlier outputs feed a model call, and who produced them.
+
+A *hop* is text produced by one node (usually with a model) that becomes input to another
+model. Nodes describe their inputs with :func:`hop_inputs` and pass the result to
+``call_model(..., sources=...)``; the model layer records one ``tandem.hop`` event per
+source on the receiving ``chat`` span.
+
+Contract with privacy filters: a node that rewrites a field may record how many entities
+it masked as ``meta[<field>]["redactions"]`` (an int); hops from that field report it as
+``tandem.hop.redactions``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+SKIP_FIELDS = frozenset({"messages"})
+
+
+@dataclass(frozen=True)
+class HopInput:
+    """One earlier output that feeds a model call."""
+
+    field: str
+    node: str
+    model: str | None
+    chars: int
+    tokens: int
+    redactions: int | None = None
+
+
+def _lookup(state: Mapping[str, Any], name: str) -> Any:
+    variables = state.get("vars") or {}
+    return variables[name] if name in variables else state.get(name)
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about 4 characters per token)."""
+    return (len(text) + 3) // 4
+
+
+def hop_inputs(state: Mapping[str, Any], fields: Iterable[str]) -> list[HopInput]:
+    """Sources among ``fields`` that a node (not the user) produced earlier in the run.
+
+    Args:
+        state: the current flow state.
+        fields: top-level state fields the calling node reads (e.g. ``node.reads()``).
+
+    Returns:
+        One :class:`HopInput` per produced field, in field-name order. ``tokens`` is the
+        producing model's output token count when known, else an estimate.
+    """
+    wanted = {f for f in fields if f not in SKIP_FIELDS}
+    if not wanted:
+        return []
+    producers: dict[str, dict[str, Any]] = {}
+    for step in state.get("steps") or []:
+        output = step.get("output")
+        if output in wanted:
+            producers[output] = dict(step)
+    meta_all = state.get("meta") or {}
+    out = []
+    for name in sorted(producers):
+        value = _lookup(state, name)
+        if value is None:
+            continue
+        text = _text_of(value)
+        meta = meta_all.get(name) or {}
+        step = producers[name]
+        model = step.get("model") or meta.get("model")
+        tokens = meta.get("output_tokens") if model and meta.get("model") == model else None
+        redactions = meta.get("redactions")
+        out.append(
+            HopInput(
+                field=name,
+                node=str(step.get("node", "?")),
+                model=model,
+                chars=len(text),
+                tokens=int(tokens) if isinstance(tokens, (int, float)) else estimate_tokens(text),
+                redactions=int(redactions) if isinstance(redactions, (int, float)) else None,
+            )
+        )
+    return out

@@ -1,0 +1,68 @@
+"""OpenTelemetry metrics: model calls, tokens and latency per model; runs and escalations.
+
+Instruments come from the OpenTelemetry API, so they are no-ops until an SDK
+``MeterProvider`` is installed. Names:
+
+- ``gen_ai.client.operation.duration`` (histogram, s) per model call;
+- ``gen_ai.client.token.usage`` (histogram, tokens) with ``gen_ai.token.type``;
+- ``tandem.model.calls`` (counter) per model;
+- ``tandem.model.cost`` (counter) per model;
+- ``tandem.flow.runs`` and ``tandem.flow.escalations`` (counters) per flow: escalation
+  rate = escalations / runs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry import metrics
+
+from tandemlm.telemetry import attributes as A
+
+
+@lru_cache(maxsize=1)
+def _instruments() -> dict[str, Any]:
+    meter = metrics.get_meter("tandemlm")
+    return {
+        "duration": meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="Model call duration"
+        ),
+        "tokens": meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Tokens per model call"
+        ),
+        "calls": meter.create_counter("tandem.model.calls", description="Model calls"),
+        "cost": meter.create_counter("tandem.model.cost", description="Model cost (spec prices)"),
+        "runs": meter.create_counter("tandem.flow.runs", description="Flow runs"),
+        "escalations": meter.create_counter(
+            "tandem.flow.escalations", description="Route decisions that chose the large model"
+        ),
+    }
+
+
+def record_call(
+    *, flow: str, model: str, provider: str, request_model: str, seconds: float,
+    input_tokens: int, output_tokens: int, cost: float, error: str | None = None,
+) -> None:
+    """Record one model call."""
+    inst = _instruments()
+    attrs: dict[str, Any] = {
+        A.FLOW: flow, A.MODEL: model, A.GEN_AI_PROVIDER: provider,
+        A.GEN_AI_OPERATION: "chat", A.GEN_AI_REQUEST_MODEL: request_model,
+    }
+    if error:
+        attrs[A.ERROR_TYPE] = error
+    inst["duration"].record(seconds, attrs)
+    inst["calls"].add(1, attrs)
+    if not error:
+        inst["tokens"].record(input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"})
+        inst["tokens"].record(output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"})
+        inst["cost"].add(cost, attrs)
+
+
+def record_run(*, flow: str, escalations: int, status: str) -> None:
+    """Record one flow run and its escalations."""
+    inst = _instruments()
+    inst["runs"].add(1, {A.FLOW: flow, A.RUN_STATUS: status})
+    if escalations:
+        inst["escalations"].add(escalations, {A.FLOW: flow})

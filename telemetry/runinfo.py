@@ -1,0 +1,83 @@
+"""Run-level span attributes: the flow graph, the path taken, totals, models and errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tandemlm.telemetry import attributes as A
+
+START, END = "__start__", "__end__"
+
+
+def flow_graph(spec: Any, node_types: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Nodes and edges of a flow spec, route branches labelled with their choice.
+
+    Returns:
+        ``{"entry": [...], "nodes": [{"id", "type"}], "edges": [{"from", "to", "label"}]}``
+        with ``__start__`` / ``__end__`` pseudo nodes.
+    """
+    types = dict(node_types or {})
+    nodes = [{"id": START, "type": "start"}]
+    nodes += [{"id": name, "type": types.get(name, "node")} for name in spec.nodes]
+    edges: list[dict[str, Any]] = [{"from": START, "to": e, "label": ""} for e in spec.entries()]
+    for edge in spec.edges:
+        target = END if edge.target == "end" else edge.target
+        for source in edge.sources():
+            edges.append({"from": source, "to": target, "label": ""})
+    for route in spec.routes:
+        name = route.node_name()
+        nodes.append({"id": name, "type": f"route:{route.router.type}"})
+        edges.append({"from": route.source, "to": name, "label": ""})
+        for choice, target in route.branches.items():
+            edges.append({"from": name, "to": END if target == "end" else target, "label": choice})
+    nodes.append({"id": END, "type": "end"})
+    return {"entry": list(spec.entries()), "nodes": nodes, "edges": edges}
+
+
+def flow_graph_json(spec: Any, node_types: Mapping[str, str] | None = None) -> str:
+    """:func:`flow_graph` as compact JSON (the ``tandem.flow.graph`` attribute)."""
+    return json.dumps(flow_graph(spec, node_types), separators=(",", ":"))
+
+
+def _is_large(name: str, role: str | None) -> bool:
+    if role:
+        return role != "slm"
+    return name != "slm"
+
+
+def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], escalations: int) -> dict[str, Any]:
+    """Totals for the run span from the final state.
+
+    Args:
+        state: the final flow state.
+        roles: ``{model name: role}`` from the flow's model specs.
+        escalations: route decisions that chose the large model.
+    """
+    usage: dict[str, dict[str, float]] = dict(state.get("usage") or {})
+    steps = list(state.get("steps") or [])
+    calls = sum(int(u.get("calls", 0)) for u in usage.values())
+    llm_calls = sum(int(u.get("calls", 0)) for n, u in usage.items() if _is_large(n, roles.get(n)))
+    return {
+        A.RUN_STATUS: "ok",
+        A.RUN_PATH: [str(s.get("node", "?")) for s in steps],
+        A.RUN_MODELS: sorted(usage),
+        A.RUN_MODEL_CALLS: calls,
+        A.RUN_LLM_CALLS: llm_calls,
+        A.RUN_INPUT_TOKENS: int(sum(u.get("input_tokens", 0) for u in usage.values())),
+        A.RUN_OUTPUT_TOKENS: int(sum(u.get("output_tokens", 0) for u in usage.values())),
+        A.RUN_COST: float(sum(u.get("cost", 0.0) for u in usage.values())),
+        A.RUN_ESCALATIONS: escalations,
+        A.RUN_ANSWERED_BY: state.get("answered_by") or None,
+        A.RUN_DEGRADED: bool(state.get("degraded")),
+        A.RUN_USAGE: json.dumps(usage, separators=(",", ":")),
+    }
+
+
+def error_events(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Attributes of one ``tandem.error`` event per error a node recovered from."""
+    return [
+        {A.ERROR_NODE: str(e.get("node", "?")), A.ERROR_MESSAGE: str(e.get("error", ""))[:500]}
+        for e in state.get("errors") or []
+    ]

@@ -1,0 +1,257 @@
+"""The local trace store: spans in SQLite (WAL), one row per run for fast listing.
+
+:class:`SQLiteSpanExporter` is an OpenTelemetry ``SpanExporter``; use it behind a
+``BatchSpanProcessor`` so flows never wait for disk. It never raises: a failing export is
+logged and dropped. :class:`TraceStore` reads and writes the database (the CLI and the
+viewer read it; the OTLP receiver writes spans other processes send).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from tandemlm.telemetry import attributes as A
+
+log = logging.getLogger("tandemlm.telemetry")
+
+SpanRow = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT, name TEXT NOT NULL,
+    kind TEXT, start_ns INTEGER, end_ns INTEGER, status TEXT, status_message TEXT,
+    attributes TEXT, events TEXT, resource TEXT,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    trace_id TEXT PRIMARY KEY, run_id TEXT, flow TEXT, name TEXT, service TEXT,
+    start_ns INTEGER, end_ns INTEGER, status TEXT, models TEXT, model_calls INTEGER,
+    llm_calls INTEGER, input_tokens INTEGER, output_tokens INTEGER, cost REAL,
+    answered_by TEXT, error_node TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_start ON runs (start_ns DESC);
+CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
+"""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def _plain(attributes: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(attributes or {}).items()}
+
+
+def row_from_span(span: ReadableSpan) -> SpanRow:
+    """A store row from an OpenTelemetry SDK span."""
+    ctx = span.get_span_context()
+    parent = span.parent
+    return {
+        "trace_id": format_trace_id(ctx.trace_id),
+        "span_id": format_span_id(ctx.span_id),
+        "parent_id": format_span_id(parent.span_id) if parent else None,
+        "name": span.name,
+        "kind": span.kind.name.lower(),
+        "start_ns": span.start_time or 0,
+        "end_ns": span.end_time or span.start_time or 0,
+        "status": span.status.status_code.name.lower(),
+        "status_message": span.status.description or "",
+        "attributes": _plain(span.attributes),
+        "events": [
+            {"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
+            for e in span.events
+        ],
+        "resource": _plain(span.resource.attributes) if span.resource else {},
+    }
+
+
+def _run_row(row: SpanRow) -> tuple[Any, ...]:
+    attrs = row["attributes"]
+    status = attrs.get(A.RUN_STATUS) or ("error" if row["status"] == "error" else "ok")
+    input_tokens = attrs.get(A.RUN_INPUT_TOKENS, attrs.get(A.GEN_AI_INPUT_TOKENS))
+    output_tokens = attrs.get(A.RUN_OUTPUT_TOKENS, attrs.get(A.GEN_AI_OUTPUT_TOKENS))
+    return (
+        row["trace_id"], attrs.get(A.RUN_ID), attrs.get(A.FLOW) or row["name"], row["name"],
+        (row.get("resource") or {}).get("service.name"), row["start_ns"], row["end_ns"], status,
+        _json(attrs.get(A.RUN_MODELS) or []), attrs.get(A.RUN_MODEL_CALLS),
+        attrs.get(A.RUN_LLM_CALLS), input_tokens, output_tokens,
+        attrs.get(A.RUN_COST, attrs.get(A.COST)), attrs.get(A.RUN_ANSWERED_BY),
+        attrs.get(A.RUN_ERROR_NODE),
+    )
+
+
+_RUN_COLUMNS = (
+    "trace_id", "run_id", "flow", "name", "service", "start_ns", "end_ns", "status", "models",
+    "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
+    "error_node",
+)
+
+
+class TraceStore:
+    """Spans and runs in one SQLite file (WAL mode, safe across threads and processes).
+
+    Args:
+        path: database file; its directory is created on demand.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def add(self, rows: Iterable[SpanRow]) -> int:
+        """Insert spans (replacing same ids); root spans also update the runs table."""
+        rows = list(rows)
+        spans = [
+            (
+                r["trace_id"], r["span_id"], r.get("parent_id"), r["name"], r.get("kind"),
+                r["start_ns"], r["end_ns"], r.get("status"), r.get("status_message"),
+                _json(r.get("attributes") or {}), _json(r.get("events") or []),
+                _json(r.get("resource") or {}),
+            )
+            for r in rows
+        ]
+        roots = [_run_row(r) for r in rows if not r.get("parent_id")]
+        db = self._connect()
+        try:
+            with db:
+                db.executemany(f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})", spans)
+                db.executemany(
+                    f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(_RUN_COLUMNS))})",
+                    roots,
+                )
+        finally:
+            db.close()
+        return len(spans)
+
+    def list_runs(
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first, optionally filtered by flow and status."""
+        where, args = [], []
+        if flow:
+            where.append("flow = ?")
+            args.append(flow)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY start_ns DESC LIMIT ? OFFSET ?"
+        args += [max(1, min(int(limit), 10_000)), max(0, int(offset))]
+        db = self._connect()
+        try:
+            return [self._run_dict(r) for r in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def flows(self) -> list[str]:
+        """Distinct flow names in the store."""
+        db = self._connect()
+        try:
+            return [r[0] for r in db.execute("SELECT DISTINCT flow FROM runs ORDER BY flow")]
+        finally:
+            db.close()
+
+    def find_run(self, ref: str) -> dict[str, Any] | None:
+        """The run whose trace id or run id equals or starts with ``ref`` (newest first)."""
+        ref = ref.strip().lower()
+        if not ref or not all(c in "0123456789abcdef" for c in ref):
+            return None
+        db = self._connect()
+        try:
+            row = db.execute(
+                "SELECT * FROM runs WHERE trace_id LIKE ? OR run_id LIKE ? "
+                "ORDER BY (trace_id = ? OR run_id = ?) DESC, start_ns DESC LIMIT 1",
+                (ref + "%", ref + "%", ref, ref),
+            ).fetchone()
+            return self._run_dict(row) if row else None
+        finally:
+            db.close()
+
+    def spans(self, trace_id: str) -> list[SpanRow]:
+        """All spans of a trace, in start order."""
+        db = self._connect()
+        try:
+            rows = db.execute(
+                "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, end_ns DESC", (trace_id,)
+            ).fetchall()
+        finally:
+            db.close()
+        out = []
+        for r in rows:
+            item = dict(r)
+            for key in ("attributes", "events", "resource"):
+                item[key] = json.loads(item[key] or "null") or ({} if key != "events" else [])
+            out.append(item)
+        return out
+
+    def run_detail(self, ref: str) -> dict[str, Any] | None:
+        """``{"run": ..., "spans": [...]}`` for a run reference, or ``None``."""
+        run = self.find_run(ref)
+        if run is None:
+            return None
+        return {"run": run, "spans": self.spans(run["trace_id"])}
+
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+        item = dict(row)
+        item["models"] = json.loads(item.get("models") or "[]")
+        start, end = item.get("start_ns") or 0, item.get("end_ns") or 0
+        item["duration_ms"] = round((end - start) / 1e6, 3)
+        return item
+
+
+class SQLiteSpanExporter(SpanExporter):
+    """Exports finished spans to a :class:`TraceStore`; never raises into the caller.
+
+    Args:
+        path: database file (e.g. ``.tandem/traces.db``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._store: TraceStore | None = None
+        self._lock = threading.Lock()
+        self._last_warning = 0.0
+        self.failures = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            with self._lock:
+                if self._store is None:
+                    self._store = TraceStore(self.path)
+                self._store.add(row_from_span(s) for s in spans)
+            return SpanExportResult.SUCCESS
+        except Exception as exc:  # noqa: BLE001  tracing must never fail a flow
+            self.failures += 1
+            now = time.monotonic()
+            if now - self._last_warning > 30:
+                self._last_warning = now
+                log.warning("trace store %s: export of %d spans failed: %s", self.path, len(spans), exc)
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
