@@ -28,6 +28,14 @@ _BUILTIN_NODES: dict[str, str] = {
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",
     "confidence": "tandemlm.nodes.routers.confidence:ConfidenceRouter",
+    "self_eval": "tandemlm.nodes.routers.self_eval:SelfEvalRouter",
+    "verifier": "tandemlm.nodes.routers.verifier:VerifierRouter",
+    "knn": "tandemlm.nodes.routers.knn:KnnRouter",
+    "logistic": "tandemlm.nodes.routers.logistic:LogisticRouter",
+    "bandit": "tandemlm.nodes.routers.bandit:BanditRouter",
+    "random": "tandemlm.nodes.routers.random:RandomRouter",
+    "oracle": "tandemlm.nodes.routers.oracle:OracleRouter",
+    "sticky": "tandemlm.nodes.routers.sticky:StickyRouter",
 }
 
 _registered: dict[str, dict[str, Any]] = {NODE_GROUP: {}, ROUTER_GROUP: {}}
