@@ -15,12 +15,14 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Send
 
 from tandemlm.errors import NodeExecutionError, SpecError, TandemError
 from tandemlm.flows.context import TandemContext
 from tandemlm.flows.loader import load_flow
 from tandemlm.flows.spec import END, FlowSpec
-from tandemlm.flows.state import FlowState
+from tandemlm.flows.spec import EdgeSpec
+from tandemlm.flows.state import FlowState, lookup
 from tandemlm.flows.validate import CheckedFlow, check
 from tandemlm.nodes.base import Node, NodeCall
 from tandemlm.nodes.models.pool import ModelPool
@@ -108,6 +110,25 @@ def _target(name: str) -> str:
     return LG_END if name == END else name
 
 
+MAX_FAN_OUT = 64
+
+
+def _fan_out(edge: EdgeSpec) -> Any:
+    """The ``Send`` list of a map edge: one run of the target per item (at most 64)."""
+
+    def send(state: FlowState) -> list[Send]:
+        items = lookup(state, edge.map or "")
+        if not isinstance(items, list) or not items:
+            items = [state.get("input", "")]
+        variables = state.get("vars") or {}
+        return [
+            Send(edge.target, {**state, "vars": {**variables, edge.item: item}})
+            for item in items[:MAX_FAN_OUT]
+        ]
+
+    return send
+
+
 def build_graph(checked: CheckedFlow) -> StateGraph:
     """The uncompiled LangGraph ``StateGraph`` of a checked flow."""
     spec = checked.spec
@@ -118,6 +139,9 @@ def build_graph(checked: CheckedFlow) -> StateGraph:
         graph.add_edge(START, entry)
     for edge in spec.edges:
         sources = edge.sources()
+        if edge.map is not None:
+            graph.add_conditional_edges(sources[0], _fan_out(edge), [edge.target])
+            continue
         graph.add_edge(sources[0] if len(sources) == 1 else sources, _target(edge.target))
     for route in spec.routes:
         route_name = route.node_name()
@@ -150,7 +174,11 @@ class CompiledFlow:
         self.spec: FlowSpec = checked.spec
         self.checked = checked
         self.models = ModelPool(self.spec.models, models)
-        self.stores = dict(stores or {})
+        from tandemlm.stores.factory import build_stores
+
+        # Stores the caller did not pass are built from the spec (cheap: they connect,
+        # load embedding models and index their documents on first use).
+        self.stores = build_stores(self.spec.stores, dict(stores or {}))
         # A path means "SQLite checkpoints there": the async saver is opened per run.
         self._checkpoint_path = str(checkpointer) if isinstance(checkpointer, (str, Path)) else None
         saver = None if self._checkpoint_path else checkpointer
@@ -215,7 +243,7 @@ class CompiledFlow:
             "degraded": False,
         }
         if thread_id:  # per-turn fields restart; messages accumulate in the checkpoint
-            initial.update({"steps": [], "usage": {}, "meta": {}, "errors": []})
+            initial.update({"steps": [], "usage": {}, "meta": {}, "errors": [], "evidence": None})
         attrs = {
             A.FLOW: self.spec.name,
             A.RUN_ID: run_id,

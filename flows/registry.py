@@ -24,6 +24,10 @@ ROUTER_GROUP = "tandemlm.routers"
 _BUILTIN_NODES: dict[str, str] = {
     "generate": "tandemlm.nodes.generate:Generate",
     "accept": "tandemlm.nodes.generate:Accept",
+    "retrieve": "tandemlm.nodes.retrieve:Retrieve",
+    "decompose": "tandemlm.nodes.decompose:Decompose",
+    "evidence": "tandemlm.nodes.evidence:Evidence",
+    "citations": "tandemlm.nodes.evidence:Citations",
 }
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",

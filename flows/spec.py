@@ -37,12 +37,27 @@ class NodeSpec(BaseModel):
 
 
 class EdgeSpec(BaseModel):
-    """A static edge; a list ``from`` waits for all sources (fan-in)."""
+    """A static edge; a list ``from`` waits for all sources (fan-in).
+
+    With ``map``, the edge fans out instead: ``to`` runs once per item of the list field
+    ``map`` (in parallel, LangGraph ``Send``), each run seeing the item as ``{<as>}``
+    (default ``{item}``). ``{from: decompose, to: retrieve_each, map: subquestions,
+    as: subquestion}``. An empty or missing list runs ``to`` once on the input.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     source: str | list[str] = Field(alias="from")
     target: str = Field(alias="to")
+    map: str | None = Field(None, max_length=64)
+    item: str = Field("item", alias="as", max_length=64)
+
+    @field_validator("map", "item")
+    @classmethod
+    def _field_names(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError(f"{value!r} is not a field name (letters, digits, '_')")
+        return value
 
     @model_validator(mode="before")
     @classmethod

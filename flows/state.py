@@ -30,6 +30,24 @@ def merge_usage(
     return out
 
 
+def merge_evidence(
+    left: list[dict[str, Any]] | None, right: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Append retrieval hits, de-duplicated by ``id`` (the higher score is kept).
+
+    Parallel retrieval branches (a ``map`` fan-out) write here at once. ``None`` clears
+    the list (a new turn of a multi-turn conversation).
+    """
+    if right is None:
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for hit in [*(left or []), *right]:
+        key = str(hit.get("id"))
+        if key not in out or float(hit.get("score") or 0) > float(out[key].get("score") or 0):
+            out[key] = hit
+    return list(out.values())
+
+
 class Step(TypedDict, total=False):
     """One audit record: which node ran, with which model, and what it decided."""
 
@@ -53,6 +71,8 @@ class FlowState(TypedDict, total=False):
         meta: per-output metadata (model, confidence, finish reason), keyed like ``vars``.
         degraded: true when the answer came from a fallback.
         errors: error records that a node handled without failing the run.
+        evidence: retrieved hits (``id``, ``text``, ``metadata``, ``score``, ``source``),
+            appended by ``retrieve`` nodes and de-duplicated by id.
     """
 
     input: str
@@ -65,6 +85,7 @@ class FlowState(TypedDict, total=False):
     meta: Annotated[dict[str, Any], merge_dicts]
     degraded: bool
     errors: Annotated[list[dict[str, Any]], operator.add]
+    evidence: Annotated[list[dict[str, Any]], merge_evidence]
 
 
 def lookup(state: FlowState, field: str) -> Any:

@@ -103,6 +103,8 @@ def check(spec: FlowSpec) -> CheckedFlow:
             successors[source].add(edge.target)
         if edge.target not in targets:
             raise SpecError(f"edges[{i}].to", f"unknown node {edge.target!r} (known: {_known(targets)})")
+        if edge.map is not None and (len(edge.sources()) != 1 or edge.target == END):
+            raise SpecError(f"edges[{i}].map", "a map edge fans out from one node to one node (not 'end')")
 
     routed: set[str] = set()
     for i, route in enumerate(spec.routes):
@@ -166,6 +168,11 @@ def check(spec: FlowSpec) -> CheckedFlow:
     produced = set(BUILTIN_FIELDS)
     for node in nodes.values():
         produced |= node.writes()
+    for i, edge in enumerate(spec.edges):  # a map edge hands each item to its target
+        if edge.map is not None:
+            if edge.map not in produced:
+                raise SpecError(f"edges[{i}].map", f"no node writes {edge.map!r} (known: {_known(produced)})")
+            produced.add(edge.item)
     for name, node in nodes.items():
         unknown = node.reads() - produced
         if unknown:
