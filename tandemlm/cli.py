@@ -20,6 +20,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "tandemlm.commands.flows",
     "tandemlm.commands.models",
+    "tandemlm.commands.traces",
 ]
 
 for _module in COMMAND_MODULES:

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 SKIP_FIELDS = frozenset({"messages"})
 
 

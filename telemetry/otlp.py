@@ -106,7 +106,7 @@ def decode_json(body: bytes) -> list[SpanRow]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("OTLP/JSON body must be an object with 'resourceSpans'")
+        raise ValueError("OTLP/JSON body must be an object with 'resourceSpans'")  # noqa: TRY004
     _hex_ids_to_base64(data)
     try:
         request = ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)

@@ -60,14 +60,14 @@ class ProcessorHub(SpanProcessor):
         for processor in self._processors:
             try:
                 processor.on_start(span, parent_context=parent_context)
-            except Exception:  # noqa: BLE001  a processor must never fail a flow
+            except Exception:  # a processor must never fail a flow
                 log.exception("span processor %r failed on_start", processor)
 
     def on_end(self, span: ReadableSpan) -> None:
         for processor in self._processors:
             try:
                 processor.on_end(span)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("span processor %r failed on_end", processor)
 
     def shutdown(self) -> None:
@@ -116,7 +116,7 @@ class TracingHandle:
         for processor in self.processors:
             try:
                 processor.force_flush(timeout_millis)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("flushing traces failed")
 
     def close(self) -> None:
@@ -125,7 +125,7 @@ class TracingHandle:
             hub().remove(processor)
             try:
                 processor.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing a trace exporter failed")
         self.processors.clear()
 
@@ -215,5 +215,5 @@ def _report(handle: TracingHandle) -> None:
         Console(stderr=True, highlight=False).print(
             f"trace: {handle.store} (tandem traces show / tandem traces serve)", style="dim"
         )
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # the note is a courtesy; never fail the command for it
+        log.debug("could not print the trace location", exc_info=True)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tandemlm.errors import ModelUnavailableError
 from tandemlm.flows import compile_flow, load_flow
 from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
 from tandemlm.telemetry import attributes as A
@@ -201,7 +202,7 @@ async def test_hop_reports_redactions_from_meta(spans):
 async def test_failing_node_marks_run_error(spans):
     slm = ScriptedChatModel(replies=[{"error": "server down"}])
     flow = compile_flow("pipeline", models={"slm": slm, "llm": ScriptedChatModel(replies=[])})
-    with pytest.raises(Exception):
+    with pytest.raises(ModelUnavailableError):
         await flow.arun("hi")
     by_name, _, _ = tree(spans)
     run = by_name["invoke_workflow pipeline"]
