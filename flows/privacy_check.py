@@ -1,24 +1,113 @@
-"""``privacy: strict``: no raw user input may reach a non-local model."""
+"""``privacy: strict``: no raw user input or local data may reach a non-local model unfiltered.
+
+A static data-flow check over the validated graph. Private sources are the raw ``input``
+and ``messages``, the outputs of nodes that read local stores (retrieved documents) or
+declare ``private_source`` (``local_context``), and the placeholder mapping a
+``privacy_filter`` keeps. Privacy travels through every node that reads a private field
+(a local SLM's summary of the input is as private as the input); only a
+``privacy_filter``'s output is clean. Every field a non-local model sees is traced back
+through the producers that can run before it; the first private origin found is reported
+with the node path it takes.
+"""
 
 from __future__ import annotations
 
-from tandemlm.errors import SpecError
-from tandemlm.flows.spec import FlowSpec
+from tandemlm.flows.spec import END, FlowSpec
 from tandemlm.nodes.base import Node
+
+from tandemlm.errors import SpecError
 
 RAW_FIELDS = frozenset({"input", "messages"})
 
 
-def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
-    """Reject nodes that send raw user input to a model whose spec says ``local: false``."""
-    for name, node in nodes.items():
-        for param, model in node.model_refs().items():
-            if spec.models[model].local:
+def _ancestors(successors: dict[str, set[str]]) -> dict[str, set[str]]:
+    """For each node, the nodes that can run before it (itself included when in a loop)."""
+    preds: dict[str, set[str]] = {}
+    for source, targets in successors.items():
+        for target in targets:
+            if target != END:
+                preds.setdefault(target, set()).add(source)
+    out: dict[str, set[str]] = {}
+    for node in successors:
+        seen: set[str] = set()
+        frontier = list(preds.get(node, ()))
+        while frontier:
+            current = frontier.pop()
+            if current not in seen:
+                seen.add(current)
+                frontier.extend(preds.get(current, ()))
+        out[node] = seen
+    return out
+
+
+def _model_reads(node: Node, param: str) -> set[str]:
+    """Fields the model named by ``param`` sees (nodes with several models may narrow it)."""
+    narrowed = getattr(node, "model_reads", None)
+    return set(narrowed(param)) if callable(narrowed) else node.reads()
+
+
+class _Tracer:
+    def __init__(self, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
+        from tandemlm.nodes.privacy import PRIVATE_KEY, PrivacyFilter
+
+        self.nodes = nodes
+        self.before = _ancestors(successors)
+        self.producers: dict[str, list[str]] = {}
+        for name, node in nodes.items():
+            for field in node.writes():
+                self.producers.setdefault(field, []).append(name)
+        self.private_key = PRIVATE_KEY
+        self.filter_type = PrivacyFilter
+
+    def origin(self, field: str, consumer: str, visiting: frozenset[tuple[str, str]]) -> tuple[str, list[str]] | None:
+        """``(what, path)`` when a private value can reach ``consumer`` through ``field``."""
+        if field in RAW_FIELDS:
+            return f"raw {field!r}", []
+        for producer in sorted(self.producers.get(field, ())):
+            key = (producer, field)
+            if producer not in self.before.get(consumer, set()) or key in visiting:
                 continue
-            raw = node.reads() & RAW_FIELDS
-            if raw:
+            node = self.nodes[producer]
+            if isinstance(node, self.filter_type):
+                if field == self.private_key:
+                    return "the placeholder mapping '_private'", [producer]
+                continue  # a filter's output is clean
+            if node.store_refs():
+                stores = ", ".join(sorted(node.store_refs().values()))
+                return f"local documents from store {stores!r}", [producer]
+            if getattr(node, "private_source", False):
+                return f"local data {field!r}", [producer]
+            for read in sorted(node.reads()):
+                found = self.origin(read, producer, visiting | {key})
+                if found:
+                    return found[0], [*found[1], producer]
+        return None
+
+
+def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
+    """Reject any path that feeds private data to a model whose spec says ``local: false``.
+
+    Raises:
+        SpecError: naming the node parameter, the private source, the model and the path,
+            e.g. ``nodes.sketch.model: privacy: strict: raw 'input' reaches non-local model
+            'llm' via extract -> sketch without a privacy_filter``.
+    """
+    tracer = _Tracer(nodes, successors)
+    route_index = {route.node_name(): i for i, route in enumerate(spec.routes)}
+    for name in sorted(nodes):
+        node = nodes[name]
+        for param, model in sorted(node.model_refs().items()):
+            if model not in spec.models or spec.models[model].local:
+                continue
+            for field in sorted(_model_reads(node, param)):
+                found = tracer.origin(field, name, frozenset())
+                if not found:
+                    continue
+                what, path = found
+                where = f"nodes.{name}" if name in spec.nodes else f"routes[{route_index.get(name, 0)}]"
                 raise SpecError(
-                    f"nodes.{name}.{param}",
-                    f"privacy: strict forbids sending raw {', '.join(sorted(raw))} to non-local "
-                    f"model {model!r}; read a privacy-filtered field instead",
+                    f"{where}.{param}",
+                    f"privacy: strict: {what} reaches non-local model {model!r} via "
+                    f"{' -> '.join([*path, name])} without a privacy_filter; add a privacy_filter "
+                    f"node and let {name!r} read its output, or mark the model local: true",
                 )

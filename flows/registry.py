@@ -24,6 +24,14 @@ ROUTER_GROUP = "tandemlm.routers"
 _BUILTIN_NODES: dict[str, str] = {
     "generate": "tandemlm.nodes.generate:Generate",
     "accept": "tandemlm.nodes.generate:Accept",
+    "privacy_filter": "tandemlm.nodes.privacy:PrivacyFilter",
+    "restore": "tandemlm.nodes.privacy:Restore",
+    "local_context": "tandemlm.nodes.privacy:LocalContext",
+    "reasoned_answer": "tandemlm.nodes.verify:ReasonedAnswer",
+    "verify": "tandemlm.nodes.verify:Verify",
+    "plan_subtasks": "tandemlm.nodes.workers:PlanSubtasks",
+    "local_workers": "tandemlm.nodes.workers:LocalWorkers",
+    "aggregate_findings": "tandemlm.nodes.workers:AggregateFindings",
     "retrieve": "tandemlm.nodes.retrieve:Retrieve",
     "decompose": "tandemlm.nodes.decompose:Decompose",
     "evidence": "tandemlm.nodes.evidence:Evidence",
@@ -40,6 +48,7 @@ _BUILTIN_ROUTERS: dict[str, str] = {
     "random": "tandemlm.nodes.routers.random:RandomRouter",
     "oracle": "tandemlm.nodes.routers.oracle:OracleRouter",
     "sticky": "tandemlm.nodes.routers.sticky:StickyRouter",
+    "flag": "tandemlm.nodes.routers.flag:FlagRouter",
 }
 
 _registered: dict[str, dict[str, Any]] = {NODE_GROUP: {}, ROUTER_GROUP: {}}
