@@ -45,6 +45,47 @@ def to_chroma_where(where: Where | None) -> Where | None:
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
+def make_client(path: str | Path | None = None, host: str | None = None, port: int = 8000) -> Any:
+    """A Chroma client: a server's when ``host`` is given, else the embedded database at
+    ``path`` (default :func:`default_path`). Telemetry is off.
+
+    Raises:
+        StoreError: the server cannot be reached.
+    """
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if host:
+        try:
+            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
+            raise StoreError(
+                f"cannot reach the Chroma server at http://{host}:{port}: {exc}; "
+                "start one with `chroma run --path DIR --host HOST --port PORT`"
+            ) from exc
+    folder = Path(path) if path is not None else default_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(folder), settings=settings)
+
+
+def collection_metadata(client: Any, name: str) -> dict[str, Any] | None:
+    """The metadata of collection ``name`` (``{}`` if it has none), or ``None`` if absent."""
+    try:
+        names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    except Exception as exc:
+        raise StoreError(f"Chroma failed: {type(exc).__name__}: {exc}") from exc
+    if name not in names:
+        return None
+    return dict(client.get_collection(name, embedding_function=None).metadata or {})
+
+
+def stored_embedding(client: Any, name: str) -> str | None:
+    """The embedding name a tandemlm-built collection was indexed with."""
+    meta = collection_metadata(client, name)
+    return None if meta is None else meta.get(EMBEDDING_KEY)
+
+
 class ChromaStore:
     """A Chroma collection holding documents embedded by ``embedding``.
 
@@ -96,21 +137,15 @@ class ChromaStore:
         return str(self.path or default_path())
 
     def _make_client(self) -> Any:
-        import chromadb
-        from chromadb.config import Settings
+        return make_client(self.path, self.host, self.port)
 
-        settings = Settings(anonymized_telemetry=False)
-        if self.host:
-            try:
-                return chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
-            except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
-                raise StoreError(
-                    f"cannot reach the Chroma server at {self.where_is()}: {exc}; "
-                    "start one with `chroma run --path DIR --host HOST --port PORT`"
-                ) from exc
-        path = self.path or default_path()
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+    def exists(self) -> bool:
+        """Whether the collection exists already (without creating it)."""
+        if self._collection is not None:
+            return True
+        if self._client is None:
+            self._client = self._make_client()
+        return collection_metadata(self._client, self.collection_name) is not None
 
     def _coll(self) -> Any:
         if self._collection is not None:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tandemlm.commands.flows",
     "tandemlm.commands.models",
     "tandemlm.commands.traces",
+    "tandemlm.commands.index",
 ]
 
 for _module in COMMAND_MODULES:
