@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tandemlm.commands.models",
     "tandemlm.commands.traces",
     "tandemlm.commands.index",
+    "tandemlm.commands.evaluate",
 ]
 
 for _module in COMMAND_MODULES:
