@@ -94,6 +94,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(HERE / "results" / "gsm8k_cache.db"))
     parser.add_argument("--out", default=str(HERE / "results" / "gsm8k"))
     parser.add_argument("--no-route", action="store_true")
+    parser.add_argument("--only", help="with --phase models: run only this baseline (slm-only or llm-only)")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model (default: all cores)")
     args = parser.parse_args()
 
     from tandemlm.evaluation.baselines import baseline_flows
@@ -102,9 +104,15 @@ def main() -> int:
     from tandemlm.flows import load_flow
 
     items = load_dataset("gsm8k", limit=args.limit)
+    if args.threads:  # the first load of a model file fixes its thread count
+        from tandemlm.nodes.models.llamacpp import get_llama
+
+        get_llama("qwen2.5-coder-0.5b", 2048, n_threads=args.threads)
+        get_llama("qwen2.5-coder-1.5b", 2048, n_threads=args.threads)
     cascade = EvalFlow("cascade", load_flow(cascade_spec(args.threshold, args.max_tokens)))
     flows = baseline_flows(cascade)
     if args.phase == "models":
+        flows = [f for f in flows if not args.only or f.label == args.only]
         run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
         for label, summary in run.summaries().items():
             print(f"{label}: n={summary['n']} accuracy={summary['accuracy']:.3f} "

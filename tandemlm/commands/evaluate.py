@@ -1,0 +1,178 @@
+"""``tandem eval`` (flows over a dataset: quality, cost, latency) and ``tandem distill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tandemlm.commands._common import apply_model_overrides, err, out, print_json
+
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Override a model in every flow: NAME=VALUE (catalog name, .gguf path or ollama:NAME)."),
+]
+FieldOption = Annotated[
+    list[str] | None,
+    typer.Option("--field", "-f", help="Dataset field mapping KEY=COLUMN for question, answer, id (e.g. question=problem)."),
+]
+DatasetOption = Annotated[
+    str, typer.Option("--dataset", "-d", help="A .jsonl/.json/.csv file, or a bundled dataset: gsm8k, kb-qa.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)
+    app.command("distill")(distill)
+
+
+def _fields(items: list[str] | None) -> dict[str, str]:
+    from tandemlm.errors import TandemError
+
+    mapping = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise TandemError(f"--field: expected KEY=COLUMN (e.g. question=problem), got {item!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def _flows(names: list[str], overrides: list[str]) -> list:
+    from tandemlm.evaluation.runner import EvalFlow
+    from tandemlm.flows import load_flow
+
+    flows = []
+    for name in names:
+        spec = apply_model_overrides(load_flow(name), overrides)
+        label = spec.name
+        if any(f.label == label for f in flows):
+            label = f"{label}-{len(flows) + 1}"
+        flows.append(EvalFlow(label, spec))
+    return flows
+
+
+def _cache_path(cache: str | None) -> Path:
+    from tandemlm.config import load_config
+
+    return Path(cache) if cache else load_config().home_dir() / "eval" / "cache.db"
+
+
+def evaluate(
+    flows: Annotated[list[str], typer.Argument(help="Preset names or flow files to evaluate side by side.")],
+    dataset: DatasetOption,
+    scorer: Annotated[str | None, typer.Option(help="exact, numeric, choice, contains, f1 or judge (default: the dataset's, else exact).")] = None,
+    field: FieldOption = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N items.", min=1)] = None,
+    concurrency: Annotated[int, typer.Option(help="Items run at the same time.", min=1, max=64)] = 1,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Add SLM-only and LLM-only runs of the same models.")] = False,
+    sweep: Annotated[str | None, typer.Option(help="Threshold sweep for flows with a route, e.g. threshold=0.1:0.9:9.")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Folder for results.json, PNGs and report.html.")] = None,
+    cache: Annotated[str | None, typer.Option(help="SQLite cache file (default .tandem/eval/cache.db).")] = None,
+    replay: Annotated[bool, typer.Option(help="Answer identical deterministic model calls from the cache.")] = True,
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
+) -> None:
+    """Evaluate flows on a dataset: accuracy, LLM-call share, latency, cost, with resume.
+
+    Results are cached per item and flow: rerun the same command to continue an
+    interrupted evaluation; finished items never run twice.
+    """
+    from tandemlm.errors import TandemError
+    from tandemlm.evaluation.baselines import baseline_flows
+    from tandemlm.evaluation.datasets import default_scorer, load_dataset
+    from tandemlm.evaluation.report import print_table, results_data, write_report
+    from tandemlm.evaluation.runner import run_eval
+    from tandemlm.evaluation.sweep import parse_sweep, run_sweeps
+
+    if not flows:
+        raise TandemError("give at least one flow (a preset name or a .yaml file)")
+    sweep_spec = parse_sweep(sweep) if sweep else None
+    items = load_dataset(dataset, fields=_fields(field), limit=limit)
+    scorer_name = scorer or default_scorer(dataset) or "exact"
+    from tandemlm.evaluation.scorers import get_scorer
+
+    scorer_obj = get_scorer(scorer_name)
+    evaluated = _flows(flows, model or [])
+    if sweep_spec and not any(f.spec.routes for f in evaluated):
+        raise TandemError("--sweep needs a flow with a route; none of the given flows has one")
+    plan = list(evaluated)
+    if baselines:
+        for flow in evaluated:
+            for base in baseline_flows(flow):
+                if not any(p.label == base.label for p in plan):
+                    plan.insert(0 if base.label == "slm-only" else 1, base)
+    cache_path = _cache_path(cache)
+    err.print(f"{len(items)} items x {len(plan)} flows, cache {cache_path}", style="dim")
+    run = run_eval(
+        plan, items, scorer=scorer_obj, cache=cache_path, concurrency=concurrency,
+        replay=replay, progress=True, dataset=dataset,
+    )
+    sweeps = (
+        run_sweeps(run, evaluated, sweep_spec, cache=cache_path, concurrency=concurrency, replay=replay, progress=True)
+        if sweep_spec else []
+    )
+    folder = Path(out_dir) if out_dir else _cache_path(cache).parent / Path(dataset).stem
+    paths = write_report(run, folder, sweeps=sweeps, meta={"command": "tandem eval " + " ".join(flows)})
+    if as_json:
+        data = results_data(run, sweeps=sweeps)
+        print_json({"flows": data["flows"], "sweeps": data["sweeps"], "report": {k: str(v) for k, v in paths.items()}})
+        return
+    import json
+
+    print_table(json.loads(paths["results"].read_text("utf-8")), out)
+    out.print(f"ran {run.executed}, reused {run.reused} cached results")
+    out.print(f"report: {paths['html']}\nresults: {paths['results']}")
+
+
+def distill(
+    flow: Annotated[str | None, typer.Argument(help="Preset or flow file whose LLM teaches its SLM.")] = None,
+    out_file: Annotated[str, typer.Option("--out", "-o", help="Output JSONL file (chat-format SFT records).")] = "sft.jsonl",
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Questions: a file or bundled name.")] = None,
+    field: FieldOption = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N items.", min=1)] = None,
+    scorer: Annotated[str | None, typer.Option(help="Scorer for --only-wrong/--require-correct.")] = None,
+    only_wrong: Annotated[bool, typer.Option("--only-wrong", help="Keep only questions the SLM alone got wrong.")] = False,
+    require_correct: Annotated[bool, typer.Option("--require-correct", help="Keep only teacher answers that are right.")] = False,
+    from_traces: Annotated[bool, typer.Option("--from-traces", help="Export escalations recorded in the trace store instead.")] = False,
+    traces: Annotated[str | None, typer.Option(help="Trace store (default .tandem/traces.db).")] = None,
+    all_llm_calls: Annotated[bool, typer.Option("--all-llm-calls", help="With --from-traces: every LLM call, not only escalations.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    cache: Annotated[str | None, typer.Option(help="SQLite cache file (default .tandem/eval/cache.db).")] = None,
+    with_meta: Annotated[bool, typer.Option("--with-meta", help="Add a 'meta' object (id, source, teacher, score).")] = False,
+    model: ModelOption = None,
+) -> None:
+    """Write the LLM's answers as chat-format SFT records for fine-tuning the SLM."""
+    from tandemlm.errors import TandemError
+    from tandemlm.evaluation.datasets import default_scorer, load_dataset
+    from tandemlm.evaluation.distill import distill_dataset, distill_traces, write_sft
+
+    if from_traces:
+        if dataset:
+            raise TandemError("give either --dataset (run the teacher) or --from-traces, not both")
+        from tandemlm.config import load_config
+
+        config = load_config()
+        db = traces or config.tracing.store or str(config.home_dir() / "traces.db")
+        flow_name = None
+        if flow:
+            from tandemlm.flows import load_flow
+
+            flow_name = load_flow(flow).name
+        records, stats = distill_traces(db, flow=flow_name, all_llm_calls=all_llm_calls, with_meta=with_meta)
+    else:
+        if not flow or not dataset:
+            raise TandemError("give a FLOW and --dataset (or --from-traces to export recorded escalations)")
+        items = load_dataset(dataset, fields=_fields(field), limit=limit)
+        (evaluated,) = _flows([flow], model or [])
+        records, stats = distill_dataset(
+            evaluated, items, scorer=scorer or default_scorer(dataset) or "exact",
+            only_wrong=only_wrong, require_correct=require_correct, cache=_cache_path(cache),
+            concurrency=concurrency, progress=True, with_meta=with_meta,
+        )
+    count = write_sft(records, out_file)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.skipped.items())) or "none"
+    out.print(f"wrote {count} SFT records to {out_file} (skipped: {skipped})")
+    if count == 0 and from_traces and stats.skipped.get("no captured content"):
+        err.print("hint: run flows with --capture-content (or settings.capture_content) to record prompts and answers")
