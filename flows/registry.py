@@ -24,6 +24,8 @@ ROUTER_GROUP = "tandemlm.routers"
 _BUILTIN_NODES: dict[str, str] = {
     "generate": "tandemlm.nodes.generate:Generate",
     "accept": "tandemlm.nodes.generate:Accept",
+    "speculate": "tandemlm.nodes.speculate:Speculate",
+    "token_route": "tandemlm.nodes.token_route:TokenRoute",
     "privacy_filter": "tandemlm.nodes.privacy:PrivacyFilter",
     "restore": "tandemlm.nodes.privacy:Restore",
     "local_context": "tandemlm.nodes.privacy:LocalContext",

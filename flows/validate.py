@@ -93,6 +93,12 @@ def check(spec: FlowSpec) -> CheckedFlow:
         nodes[name] = _build_node(spec, name)
         types[name] = node_spec.type
         _check_refs(spec, name, nodes[name], f"nodes.{name}")
+        validate_models = getattr(nodes[name], "validate_models", None)
+        if validate_models is not None:  # node-specific model checks (e.g. token-level pairs)
+            try:
+                validate_models(spec)
+            except SpecError as exc:
+                raise SpecError(f"nodes.{name}.{exc.path}", exc.message) from None
 
     targets = set(spec.nodes) | {END}
     successors: dict[str, set[str]] = {name: set() for name in spec.nodes}
