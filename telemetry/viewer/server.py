@@ -216,7 +216,9 @@ class ViewerServer:
 
     def start(self) -> Self:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tandem-traces", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="tandem-traces", daemon=True
+        )
         self._thread.start()
         return self
 
