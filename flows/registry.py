@@ -24,6 +24,9 @@ ROUTER_GROUP = "tandemlm.routers"
 _BUILTIN_NODES: dict[str, str] = {
     "generate": "tandemlm.nodes.generate:Generate",
     "accept": "tandemlm.nodes.generate:Accept",
+    "fuse": "tandemlm.nodes.fuse:Fuse",
+    "fallback": "tandemlm.nodes.fallback:Fallback",
+    "pass": "tandemlm.nodes.passthrough:Passthrough",
     "speculate": "tandemlm.nodes.speculate:Speculate",
     "token_route": "tandemlm.nodes.token_route:TokenRoute",
     "privacy_filter": "tandemlm.nodes.privacy:PrivacyFilter",

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "tandemlm.commands.traces",
     "tandemlm.commands.index",
     "tandemlm.commands.evaluate",
+    "tandemlm.commands.router",
 ]
 
 for _module in COMMAND_MODULES:

@@ -29,7 +29,7 @@ from tandemlm.errors import ConfigError
 from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.routers._features import featurize
-from tandemlm.nodes.routers.base import LARGE, SMALL, RouteScore, Router
+from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 
 ARMS = (SMALL, LARGE)
 _SCHEMA = """

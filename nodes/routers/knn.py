@@ -14,7 +14,7 @@ from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.routers import _trained
 from tandemlm.nodes.routers._features import featurize
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 
 class KnnModel:

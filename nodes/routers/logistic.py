@@ -13,7 +13,7 @@ from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.routers import _trained
 from tandemlm.nodes.routers._features import featurize
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 
 class LogisticModel:
@@ -36,15 +36,17 @@ class LogisticModel:
         *,
         embedding: str,
         stats: bool,
-        l2: float = 1.0,
-        steps: int = 500,
-        lr: float = 0.5,
+        l2: float = 200.0,
+        steps: int = 300,
+        lr: float = 0.1,
     ) -> LogisticModel:
         """Fit by full-batch gradient descent with L2 (deterministic, numpy only).
 
         Args:
             features: ``featurize`` output, one row per query.
             labels: 1 = the large model was needed (and helped), 0 = the small one sufficed.
+            l2: ridge penalty (strong by default: 384 embedding dims, ~1k examples; chosen
+                by 5-fold CV in ``benchmarks/router_eval.py``).
         """
         x = np.asarray(features, dtype=float)
         y = np.asarray(labels, dtype=float)

@@ -6,7 +6,7 @@ import hashlib
 
 from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 
 class RandomRouter(Router):

@@ -7,7 +7,7 @@ from pydantic import Field
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.routers._yesno import ask_yes_no
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 SYSTEM = "You check answers. Reply with one word: Yes or No."
 PROMPT = (

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.routers.base import LARGE, SMALL, RouteScore, Router
+from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 
 
 class StickyRouter(Router):

@@ -7,7 +7,7 @@ from pydantic import Field
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.routers._yesno import ask_yes_no
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 SYSTEM = (
     "You are a strict verifier. Check the answer against the question step by step in your "

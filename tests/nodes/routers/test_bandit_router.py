@@ -16,7 +16,7 @@ def quality(text: str, arm: str) -> float:
     return 0.0 if ("integral" in text and arm == "small") else 1.0
 
 
-def test_bandit_learns_to_route_by_topic(tmp_path) -> None:  # noqa: ANN001
+def test_bandit_learns_to_route_by_topic(tmp_path) -> None:
     router = BanditRouter(state=str(tmp_path / "b.sqlite"), embedding="hash:32", alpha=0.3, large_cost=0.3)
     for i in range(40):
         text = (HARD if i % 2 else EASY)[i % 3]
@@ -33,7 +33,7 @@ def test_bandit_learns_to_route_by_topic(tmp_path) -> None:  # noqa: ANN001
     assert again.choose(again.decide(HARD[0]).score) == "large"
 
 
-def test_feedback_by_run_result_and_errors(tmp_path) -> None:  # noqa: ANN001
+def test_feedback_by_run_result_and_errors(tmp_path) -> None:
     router = BanditRouter(state=str(tmp_path / "b.sqlite"), embedding="hash:16")
     verdict = router.decide("hello")
     result = {"decisions": [{"router": "bandit", "details": verdict.details}]}

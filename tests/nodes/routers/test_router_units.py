@@ -78,7 +78,7 @@ def table() -> Table:
 
 
 @pytest.mark.parametrize("kind", ["logistic", "knn"])
-async def test_trained_routers_round_trip_through_files(kind: str, tmp_path) -> None:  # noqa: ANN001
+async def test_trained_routers_round_trip_through_files(kind: str, tmp_path) -> None:
     model = fit_router(kind, table(), embedding="hash:64", **({"k": 3} if kind == "knn" else {}))
     path = model.save(tmp_path / ("r.json" if kind == "logistic" else "r.npz"))
     cls = LogisticRouter if kind == "logistic" else KnnRouter
@@ -94,7 +94,7 @@ async def test_trained_routers_round_trip_through_files(kind: str, tmp_path) -> 
         np.load(path, allow_pickle=False).close()
 
 
-async def test_trained_router_reports_missing_or_wrong_file(tmp_path) -> None:  # noqa: ANN001
+async def test_trained_router_reports_missing_or_wrong_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match="tandem router train"):
         await LogisticRouter(path=str(tmp_path / "nope.json")).score(state(), call())
     knn = fit_router("knn", table(), embedding="hash:16", k=2).save(tmp_path / "k.npz")
@@ -120,7 +120,7 @@ def test_registry_knows_every_router() -> None:
         assert router_type(name).type_name == name
 
 
-def test_load_routellm_csv_and_eval_json(tmp_path) -> None:  # noqa: ANN001
+def test_load_routellm_csv_and_eval_json(tmp_path) -> None:
     csv_file = tmp_path / "t.csv"
     csv_file.write_text('prompt,big,small,big_response\n"q1, hard",True,False,x\nq2,True,True,y\nq3,False,False,z\n')
     t = load_table(csv_file)

@@ -1,0 +1,233 @@
+"""``tandem router train|calibrate|eval``, ``tandem feedback`` and ``tandem escalations``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tandemlm.commands._common import err, out, print_json
+
+
+def register(app: typer.Typer) -> None:
+    router_app = typer.Typer(help="Train, calibrate and evaluate routers.", no_args_is_help=True)
+    router_app.command("train")(router_train)
+    router_app.command("calibrate")(router_calibrate)
+    router_app.command("eval")(router_eval)
+    app.add_typer(router_app, name="router")
+    app.command("feedback")(feedback)
+    esc_app = typer.Typer(
+        help="Questions queued while the LLM was unreachable.", no_args_is_help=True
+    )
+    esc_app.command("list")(escalations_list)
+    esc_app.command("replay")(escalations_replay)
+    app.add_typer(esc_app, name="escalations")
+
+
+Table = Annotated[Path, typer.Argument(help="RouteLLM CSV or tandemlm eval results JSON.")]
+Weak = Annotated[str | None, typer.Option(help="Weak model column / flow (default: guessed).")]
+Strong = Annotated[str | None, typer.Option(help="Strong model column / flow (default: guessed).")]
+Embedding = Annotated[str, typer.Option(help="minilm, hash:DIM or ollama:NAME.")]
+
+
+def router_train(
+    table: Table,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Router file (.json / .npz).")],
+    router: Annotated[str, typer.Option(help="logistic or knn.")] = "logistic",
+    weak: Weak = None,
+    strong: Strong = None,
+    embedding: Embedding = "minilm",
+    k: Annotated[int, typer.Option(help="Neighbours (knn).")] = 50,
+    rate: Annotated[
+        float | None, typer.Option(help="Calibrate the threshold to this LLM-call rate.")
+    ] = None,
+) -> None:
+    """Train a router from a labelled table and save it as a file a flow spec references."""
+    import numpy as np
+
+    from tandemlm.evaluation.metrics import threshold_for_rate
+    from tandemlm.nodes.routers.training import fit_router, load_table
+
+    data = load_table(table, weak, strong)
+    err.print(
+        f"training {router} on {len(data.texts)} queries ({data.weak_name} vs {data.strong_name})"
+    )
+    options = {"k": k} if router == "knn" else {}
+    model = fit_router(router, data, embedding=embedding, **options)
+    extra: dict[str, object] = {
+        "trained_on": str(table),
+        "weak": data.weak_name,
+        "strong": data.strong_name,
+    }
+    if rate is not None:
+        extra["threshold"] = threshold_for_rate(np.asarray(model.scores(data.texts)), rate)
+    path = model.save(output, **extra)
+    out.print(f"saved {router} router to {path}")
+    spec = f"router: {{type: {router}, path: {path}"
+    spec += f", threshold: {extra['threshold']:.4f}}}" if "threshold" in extra else "}"
+    out.print(f"use it in a flow spec: {spec}")
+
+
+def _load_scores(router_file: str, texts: list[str]) -> object:
+    from tandemlm.errors import ConfigError
+
+    if router_file.endswith(".npz"):
+        from tandemlm.nodes.routers.knn import KnnModel
+
+        return KnnModel.load(router_file).scores(texts)
+    if router_file.endswith(".json"):
+        from tandemlm.nodes.routers.logistic import LogisticModel
+
+        return LogisticModel.load(router_file).scores(texts)
+    raise ConfigError(f"router file {router_file!r}: expected a .json (logistic) or .npz (knn)")
+
+
+def router_calibrate(
+    router_file: Annotated[str, typer.Argument(help="Saved router (.json / .npz).")],
+    queries: Annotated[
+        Path, typer.Argument(help="Sample queries: a table, or a text file (one per line).")
+    ],
+    rate: Annotated[float, typer.Option(help="Target share of large-model calls, 0..1.")] = 0.3,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Threshold that sends about ``--rate`` of sample queries to the large model."""
+    import numpy as np
+
+    from tandemlm.evaluation.metrics import threshold_for_rate
+    from tandemlm.nodes.routers.training import load_table
+
+    if queries.suffix.lower() in (".csv", ".json", ".jsonl"):
+        texts = load_table(queries).texts
+    else:
+        texts = [line.strip() for line in queries.read_text().splitlines() if line.strip()]
+    scores = np.asarray(_load_scores(router_file, texts))
+    threshold = threshold_for_rate(scores, rate)
+    actual = float(np.mean(scores >= threshold))
+    if as_json:
+        print_json(
+            {"threshold": threshold, "target_rate": rate, "rate": actual, "queries": len(texts)}
+        )
+        return
+    out.print(
+        f"threshold {threshold:.4f}: {actual:.1%} of {len(texts)} queries go to the large model"
+    )
+
+
+def router_eval(
+    table: Table,
+    router_files: Annotated[
+        list[str] | None, typer.Option("--router", help="Saved router file(s).")
+    ] = None,
+    cv: Annotated[
+        str | None, typer.Option(help="Cross-validate router kinds, e.g. logistic,knn.")
+    ] = None,
+    weak: Weak = None,
+    strong: Strong = None,
+    embedding: Embedding = "minilm",
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="Write the curve PNG here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Offline evaluation: APGR, AIQ, CPT(50/80/95%) beside random and oracle, with a plot."""
+    import numpy as np
+
+    from tandemlm.errors import ConfigError
+    from tandemlm.nodes.routers.evaluation import (
+        cached_features,
+        compare,
+        cross_val_scores,
+        format_rows,
+        plot,
+    )
+    from tandemlm.nodes.routers.training import load_table
+
+    data = load_table(table, weak, strong)
+    scored: dict[str, np.ndarray] = {}
+    for file in router_files or []:
+        scored[Path(file).stem] = np.asarray(_load_scores(file, data.texts))
+    if cv:
+        from tandemlm.config import load_config
+
+        emb = cached_features(data.texts, embedding, load_config().home_dir() / "cache")
+        for kind in (k.strip() for k in cv.split(",") if k.strip()):
+            scored[f"{kind}-cv"] = cross_val_scores(kind, data, emb)
+    if not scored:
+        raise ConfigError("nothing to evaluate: give --router FILE and/or --cv logistic,knn")
+    rows = compare(data, scored)
+    if plot_path:
+        plot(rows, plot_path, f"{table.name}: {data.weak_name} vs {data.strong_name}")
+    if as_json:
+        print_json({"metrics": [m.as_dict() for m, _ in rows], "plot": str(plot_path or "")})
+        return
+    out.print(format_rows(rows))
+    if plot_path:
+        out.print(f"plot: {plot_path}")
+
+
+def feedback(
+    run: Annotated[str, typer.Argument(help="Run id or bandit decision id.")],
+    score: Annotated[float, typer.Option(help="Answer quality, 0..1.")],
+    state: Annotated[Path, typer.Option(help="Bandit state file.")] = Path(".tandem/bandit.sqlite"),
+    large_cost: Annotated[float, typer.Option(help="Cost charged to the large arm.")] = 0.2,
+) -> None:
+    """Tell a bandit router how good a run's answer was (it learns from it)."""
+    from tandemlm.errors import ConfigError
+    from tandemlm.nodes.routers.bandit import BanditState
+
+    if not state.exists():
+        raise ConfigError(f"no bandit state at {state}; pass --state PATH (the router's `state`)")
+    updated = BanditState(state).feedback(run, score, {"large": large_cost})
+    if not updated:
+        raise ConfigError(
+            f"no pending bandit decision for {run!r} in {state} (unknown or already rated)"
+        )
+    out.print(f"recorded score {score} for {updated} decision(s)")
+
+
+Queue = Annotated[
+    Path | None, typer.Option(help="Escalation queue (default .tandem/escalations.sqlite).")
+]
+
+
+def escalations_list(
+    queue: Queue = None,
+    status: Annotated[str, typer.Option(help="pending, done or all.")] = "pending",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Questions answered in degraded mode, waiting for the large model."""
+    from tandemlm.nodes.escalations import EscalationQueue
+
+    items = EscalationQueue(queue).list(status)
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        out.print("no escalations")
+    for item in items:
+        out.print(
+            f"[bold]{item['id']}[/] {item['status']} flow={item['flow']} attempts={item['attempts']} "
+            f"reason={item['reason'][:60]!r}\n  {item['question'][:120]}"
+        )
+
+
+def escalations_replay(
+    queue: Queue = None,
+    limit: Annotated[int, typer.Option(help="Replay at most this many.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-run queued questions through their flow now that the large model may be back."""
+    from tandemlm.nodes.escalations import EscalationQueue, replay
+
+    results = asyncio.run(replay(EscalationQueue(queue), limit=limit))
+    if as_json:
+        print_json(results)
+        return
+    for item in results:
+        out.print(
+            f"{item['id']}: {item['status']} {item.get('answer', item.get('error', ''))[:100]}"
+        )
+    if not results:
+        out.print("nothing to replay")
