@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field, field_validator
+
 from tandemlm.flows.state import FlowState, lookup, write
 from tandemlm.nodes import pii
 from tandemlm.nodes.base import Node, NodeCall
@@ -103,7 +104,7 @@ def restore_text(text: str, mapping: dict[str, str]) -> tuple[str, int]:
         return match.group(0)
 
     restored = re.sub(
-        r"[<\[]?\s*\b(PERSON|EMAIL|PHONE|CARD|IBAN|ADDRESS|ID|IP)_(\d+)\b\s*[>\]]?", put_back, text
+        r"(?:[<\[]\s*)?\b(PERSON|EMAIL|PHONE|CARD|IBAN|ADDRESS|ID|IP)_(\d+)\b(?:\s*[>\]])?", put_back, text
     )
     return restored, count
 
