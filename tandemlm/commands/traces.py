@@ -55,8 +55,9 @@ def traces_list(
     if not runs:
         out.print("no runs")
         return
+    width = min(40, max(4, *(len(r["flow"]) for r in runs)))
     out.print(
-        f"[bold]{'run':<8}  {'flow':<14} {'started':<14} {'time':>7}  {'status':<6} "
+        f"[bold]{'run':<8}  {'flow':<{width}} {'started':<14} {'time':>7}  {'status':<6} "
         f"{'llm':>3} {'tokens':>7} {'cost':>9}  models[/]"
     )
     for r in runs:
@@ -64,7 +65,7 @@ def traces_list(
         llm = r.get("llm_calls")
         status = f"{r['status']:<6}"
         out.print(
-            f"{(r.get('run_id') or r['trace_id'])[:8]:<8}  {r['flow'][:14]:<14} {_when(r['start_ns']):<14} "
+            f"{(r.get('run_id') or r['trace_id'])[:8]:<8}  {r['flow'][:width]:<{width}} {_when(r['start_ns']):<14} "
             f"{r['duration_ms'] / 1000:>6.2f}s  {'[green]' if r['status'] == 'ok' else '[red]'}{status}[/] "
             f"{'-' if llm is None else llm:>3} {tokens:>7} "
             f"{'-' if r.get('cost') is None else format(r['cost'], '.6f'):>9}  {', '.join(r['models']) or '-'}"
