@@ -25,7 +25,7 @@ def presets() -> list[str]:
 def preset_text(name: str) -> str:
     """YAML text of a bundled preset."""
     if name not in presets():
-        raise SpecError("", f"unknown preset {name!r} (known: {', '.join(presets())})")
+        raise SpecError("flow", f"unknown preset {name!r} (known: {', '.join(presets())})")
     return (resources.files("tandemlm.flows") / "presets" / f"{name}.yaml").read_text("utf-8")
 
 
@@ -61,7 +61,9 @@ def _parse_text(text: str, origin: str) -> Any:
         if origin.endswith(".json"):
             return json.loads(text)
         return yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+    except RecursionError:  # hostile input: brackets nested thousands deep
+        raise SpecError(origin, "nested too deeply to be a flow spec") from None
+    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SpecError(origin, f"not valid {'JSON' if origin.endswith('.json') else 'YAML'}: {detail}") from None
 
@@ -79,7 +81,11 @@ def load_flow(source: str | Path | dict[str, Any] | FlowSpec) -> FlowSpec:
     looks_like_file = path.suffix in (".yaml", ".yml", ".json") or "/" in text_source
     if not looks_like_file:
         return parse_spec(_parse_text(preset_text(text_source), f"{text_source}.yaml"))
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError) as exc:  # e.g. a name longer than the OS allows
+        raise SpecError(text_source[:200], f"cannot read: {exc.__class__.__name__}") from None
+    if not is_file:
         raise SpecError(text_source, "no such file (give a preset name or a path to a .yaml/.json flow)")
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:

@@ -99,6 +99,11 @@ class RouteSpec(BaseModel):
     router: RouterSpec
     branches: dict[str, str]
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, "route")
+
     @field_validator("branches")
     @classmethod
     def _branches(cls, value: dict[str, str]) -> dict[str, str]:

@@ -22,7 +22,10 @@ class SpecError(TandemError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        # Paths and messages quote user data: keep the error one printable line.
+        shown = path if path.isprintable() else repr(path)[1:-1]
+        text = message if message.isprintable() else " ".join(message.split())
+        super().__init__(f"{shown}: {text}" if path else text)
 
 
 class ModelUnavailableError(TandemError):

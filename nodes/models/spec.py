@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -64,6 +65,12 @@ class ModelSpec(BaseModel):
             raise ValueError(f"provider '{self.provider}' needs 'model'")
         if self.provider in ("scripted", "keyed") and self.replies is None:
             raise ValueError(f"provider '{self.provider}' needs 'replies'")
+        if self.provider == "keyed" and isinstance(self.replies, dict):
+            for pattern in self.replies:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"reply key {pattern!r} is not a regular expression: {exc}") from None
         return self
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
