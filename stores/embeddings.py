@@ -58,7 +58,8 @@ class HashEmbedder:
         self.name = f"hash:{dim}"
 
     def _vector(self, text: str) -> Vector:
-        words = _TOKEN.findall(text.lower())
+        # a crude plural strip, so "returns" meets "return"
+        words = [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _TOKEN.findall(text.lower())]
         features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
         vec = [0.0] * self.dim
         for feature in features:

@@ -4,7 +4,7 @@
 
 Settings (all optional):
     type: ``chroma`` (default) or ``memory``.
-    collection: collection name (default: the store's name).
+    collection: Chroma collection name (default: the store's name; Chroma needs 3+ chars).
     path: directory of an embedded Chroma database (default ``.tandem/chroma``).
     host, port: a Chroma server (``chroma run``) instead of the embedded database.
     embedding: ``minilm`` (default), ``ollama:NAME`` or ``hash`` (tests).
@@ -169,7 +169,8 @@ def build_store(name: str, settings: dict[str, Any] | StoreSettings) -> Document
                 embedding=embedder,
             )
     except TandemError as exc:
-        raise SpecError(f"stores.{name}", str(exc)) from None
+        hint = "" if config.collection else f"; set stores.{name}.collection"
+        raise SpecError(f"stores.{name}", f"{exc}{hint}") from None
     if config.documents:
         return IndexedOnFirstUse(store, config.documents, config.chunk_size, config.overlap)
     return store

@@ -41,3 +41,53 @@ def spans(_span_exporter: "InMemorySpanExporter") -> "InMemorySpanExporter":  # 
     """Finished spans of this test: ``spans.get_finished_spans()`` (cleared per test)."""
     _span_exporter.clear()
     return _span_exporter
+
+
+# --- a real Chroma server process (`chroma run`), owned by the stores tests -------------
+@_pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: _pytest.TempPathFactory) -> _Iterator[tuple[str, int]]:
+    """``(host, port)`` of a Chroma server started for this test session on 127.0.0.1."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    exe = _Path(_sys.executable).with_name("chroma")
+    command = str(exe) if exe.exists() else shutil.which("chroma")
+    assert command, "the `chroma` command (from the chromadb package) is missing"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path_factory.mktemp("chroma-server")
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [command, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"chroma run exited with {proc.returncode}: see {data / 'server.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("chroma run did not answer its heartbeat within 60 s")
+            time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
