@@ -1,0 +1,33 @@
+"""Route: a router reads the request first and picks one model (no draft is wasted).
+
+Run: python examples/route.py "How many legs do 3 cats have?" [--model slm=smollm2-135m]
+     python examples/route.py "..." --router router.json   # a trained logistic router
+"""
+
+from __future__ import annotations
+
+import sys
+
+from _common import parse_args, with_overrides
+
+from tandemlm import compile_flow
+from tandemlm.flows.loader import load_flow
+
+router_file = None
+if "--router" in sys.argv:  # optional: a file from `tandem router train`
+    i = sys.argv.index("--router")
+    router_file = sys.argv[i + 1]
+    del sys.argv[i : i + 2]
+args = parse_args(__doc__ or "", "How many legs do 3 cats have in total?")
+
+spec = with_overrides(load_flow("route"), args)
+if router_file:
+    data = spec.to_dict()
+    data["routes"][0]["router"] = {"type": "logistic", "path": router_file, "threshold": 0.35}
+    spec = load_flow(data)
+result = compile_flow(spec).run(args.question)
+decision = result.decisions[0]
+print(result.answer)
+print(f"path: {' -> '.join(result.path)}")
+print(f"{decision['router']} router: score {decision['score']:.3f} vs {decision['threshold']} "
+      f"-> {result.answered_by} ({decision['reason']})")
