@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -50,7 +51,8 @@ async def test_three_turns_restore_and_do_not_flap(tmp_path) -> None:
     assert second.decisions[-1]["choice"] == "large" and second.answered_by == "llm"
     assert second.decisions[-1]["details"]["previous"] == "large"
     assert "stays large" in second.decisions[-1]["reason"]
-    out = subprocess.run(
+    out = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-c", TURN3, json.dumps(SPEC), db],
         capture_output=True, text=True, timeout=120, check=True,
     )
