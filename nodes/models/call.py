@@ -157,7 +157,6 @@ async def call_model(
                 A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
                 A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
                 A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
-                A.LATENCY_MS: round(seconds * 1000, 3),
             },
         )
         if capture:
