@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "tandemlm.commands.index",
     "tandemlm.commands.evaluate",
     "tandemlm.commands.router",
+    "tandemlm.commands.serve",
 ]
 
 for _module in COMMAND_MODULES:

@@ -1,0 +1,289 @@
+"""The Starlette application that serves one compiled flow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from tandemlm.errors import (
+    BudgetExceededError,
+    ModelUnavailableError,
+    NodeExecutionError,
+    SpecError,
+    TandemError,
+)
+from tandemlm.service import events
+from tandemlm.service.schema import RunRequest, openapi
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from tandemlm.flows.compiler import CompiledFlow
+
+log = logging.getLogger("tandemlm.service")
+REQUEST_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+@dataclass
+class ServiceSettings:
+    """Limits of a flow service.
+
+    Args:
+        max_body: largest accepted request body in bytes (413 above).
+        model_limit: runs that may use one model at the same time (default for every model).
+        model_limits: per-model overrides of ``model_limit``, by model name in the spec.
+        queue_timeout: seconds a request waits for a model slot before a 503.
+        run_timeout: seconds a run may take before a 503 (``None``: no limit).
+    """
+
+    max_body: int = 64 * 1024
+    model_limit: int = 8
+    model_limits: dict[str, int] = field(default_factory=dict)
+    queue_timeout: float = 30.0
+    run_timeout: float | None = None
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+class _Limiter:
+    """One semaphore per model; a run holds a slot of every model its flow declares.
+
+    Slots are taken in sorted name order so two runs can never wait on each other.
+    """
+
+    def __init__(self, names: list[str], settings: ServiceSettings) -> None:
+        self.limits = {n: max(1, settings.model_limits.get(n, settings.model_limit)) for n in names}
+        self._sems = {n: asyncio.Semaphore(v) for n, v in self.limits.items()}
+        self.timeout = settings.queue_timeout
+        self.in_use: dict[str, int] = dict.fromkeys(names, 0)
+
+    @contextlib.asynccontextmanager
+    async def slots(self) -> AsyncIterator[None]:
+        taken: list[str] = []
+        try:
+            for name in sorted(self._sems):
+                try:
+                    await asyncio.wait_for(self._sems[name].acquire(), self.timeout)
+                except TimeoutError:
+                    raise HTTPError(503, "busy", f"model '{name}' is at its limit of "
+                                    f"{self.limits[name]} concurrent runs; retry later") from None
+                taken.append(name)
+                self.in_use[name] += 1
+            yield
+        finally:
+            for name in taken:
+                self.in_use[name] -= 1
+                self._sems[name].release()
+
+
+def _status(exc: TandemError) -> tuple[int, str]:
+    if isinstance(exc, SpecError):
+        return 422, "invalid_request"
+    if isinstance(exc, ModelUnavailableError):
+        return 503, "model_unavailable"
+    if isinstance(exc, BudgetExceededError):
+        return 429, "budget_exceeded"
+    if isinstance(exc, NodeExecutionError):
+        return 502, "node_failed"
+    return 500, type(exc).__name__
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/json", ""):
+        raise HTTPError(415, "unsupported_media_type", "send the body as application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPError(413, "too_large", f"the body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPError(413, "too_large", f"the body is larger than {limit} bytes")
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError):
+        raise HTTPError(400, "malformed_json", "the body is not valid JSON") from None
+
+
+def _validate(data: Any) -> RunRequest:
+    try:
+        return RunRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise HTTPError(422, "invalid_request", f"{where}: {first['msg']}") from None
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
+
+
+def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> Starlette:
+    """A Starlette app serving ``flow``; run it with uvicorn (see :func:`serve`).
+
+    Args:
+        flow: the compiled flow (its models, stores and checkpointer are shared by requests).
+        settings: body size and concurrency limits.
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    from tandemlm.telemetry.setup import hub
+
+    settings = settings or ServiceSettings()
+    limiter = _Limiter(flow.models.names(), settings)
+    document = openapi(flow.name, flow.spec.description)
+    processor = events.RequestIdProcessor()
+    events.install()
+    stats = {"runs": 0, "errors": 0, "active": 0}
+    checkpointed = bool(getattr(flow, "_checkpoint_path", None)) or flow.graph.checkpointer is not None
+
+    def request_id_of(request: Request) -> str:
+        given = request.headers.get(REQUEST_HEADER, "")
+        return given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+    def error(status: int, kind: str, message: str, request_id: str) -> Response:
+        return JSONResponse({"error": kind, "message": message, "request_id": request_id},
+                            status_code=status, headers={REQUEST_HEADER: request_id})
+
+    async def run_flow(body: RunRequest, request_id: str) -> Any:
+        events.request_id_var.set(request_id)
+        # a checkpointed flow needs a thread: one per request unless the client continues one
+        thread_id = body.thread_id or (uuid.uuid4().hex if checkpointed else None)
+        coro = flow.arun(body.question, thread_id=thread_id)
+        if settings.run_timeout:
+            try:
+                return await asyncio.wait_for(coro, settings.run_timeout)
+            except TimeoutError:
+                raise HTTPError(503, "timeout", f"the run took longer than {settings.run_timeout:g} s") from None
+        return await coro
+
+    async def run(request: Request) -> Response:
+        request_id = request_id_of(request)
+        try:
+            body = _validate(await _read_json(request, settings.max_body))
+            async with limiter.slots():
+                stats["active"] += 1
+                try:
+                    result = await run_flow(body, request_id)
+                finally:
+                    stats["active"] -= 1
+        except HTTPError as exc:
+            stats["errors"] += 1
+            return error(exc.status, exc.kind, exc.message, request_id)
+        except TandemError as exc:
+            stats["errors"] += 1
+            status, kind = _status(exc)
+            return error(status, kind, str(exc), request_id)
+        except Exception as exc:  # a bug: log it, answer 500 without internals
+            stats["errors"] += 1
+            log.exception("request %s failed", request_id)
+            return error(500, "internal", f"internal error ({type(exc).__name__})", request_id)
+        stats["runs"] += 1
+        return JSONResponse({**result.to_dict(), "request_id": request_id},
+                            headers={REQUEST_HEADER: request_id})
+
+    async def stream(request: Request) -> Response:
+        request_id = request_id_of(request)
+        try:
+            body = _validate(await _read_json(request, settings.max_body))
+        except HTTPError as exc:
+            return error(exc.status, exc.kind, exc.message, request_id)
+
+        async def produce() -> AsyncIterator[bytes]:
+            collector = events.StreamEvents()
+            done = asyncio.Event()
+
+            async def work() -> Any:
+                events.stream_var.set(collector)
+                try:
+                    async with limiter.slots():
+                        stats["active"] += 1
+                        try:
+                            return await run_flow(body, request_id)
+                        finally:
+                            stats["active"] -= 1
+                finally:
+                    done.set()
+
+            task = asyncio.create_task(work())
+            try:
+                yield _sse("start", {"flow": flow.name, "request_id": request_id})
+                while not (done.is_set() and collector.queue.empty()):
+                    getter = asyncio.ensure_future(collector.queue.get())
+                    waiter = asyncio.ensure_future(done.wait())
+                    finished, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    if getter in finished:
+                        yield _sse(*getter.result())
+                    else:
+                        getter.cancel()
+                try:
+                    result = await task
+                except HTTPError as exc:
+                    stats["errors"] += 1
+                    yield _sse("error", {"error": exc.kind, "message": exc.message, "request_id": request_id})
+                except TandemError as exc:
+                    stats["errors"] += 1
+                    yield _sse("error", {"error": _status(exc)[1], "message": str(exc), "request_id": request_id})
+                except Exception as exc:
+                    stats["errors"] += 1
+                    log.exception("request %s failed", request_id)
+                    yield _sse("error", {"error": "internal", "message": f"internal error ({type(exc).__name__})",
+                                         "request_id": request_id})
+                else:
+                    stats["runs"] += 1
+                    yield _sse("result", {**result.to_dict(), "request_id": request_id})
+            finally:
+                if not task.done():  # the client went away: stop the run
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+
+        return StreamingResponse(produce(), media_type="text/event-stream",
+                                 headers={REQUEST_HEADER: request_id, "Cache-Control": "no-cache"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({
+            "status": "ok", "flow": flow.name, **stats,
+            "models": {n: {"limit": limiter.limits[n], "in_use": limiter.in_use[n]} for n in limiter.limits},
+        })
+
+    async def schema(request: Request) -> Response:
+        return JSONResponse(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub().add(processor)
+        try:
+            yield
+        finally:
+            hub().remove(processor)
+
+    return Starlette(
+        routes=[
+            Route("/v1/run", run, methods=["POST"]),
+            Route("/v1/stream", stream, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", schema, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
