@@ -31,7 +31,7 @@ MODEL_ROLE = "tandem.model.role"
 COST = "tandem.cost"
 CONFIDENCE_MEAN = "tandem.confidence.mean_prob"
 CONFIDENCE_MIN = "tandem.confidence.min_prob"
-LATENCY_MS = "tandem.latency_ms"
+LATENCY_MS = "tandem.latency_ms"  # reserved; span duration carries call latency
 TIME_TO_FIRST_TOKEN_MS = "tandem.time_to_first_token_ms"  # only for streamed calls
 CONTENT_REDACTIONS = "tandem.content.redactions"  # entities masked in captured content
 
