@@ -242,8 +242,8 @@ class CompiledFlow:
             "answered_by": "",
             "degraded": False,
         }
-        if thread_id:  # per-turn fields restart; messages accumulate in the checkpoint
-            initial.update({"steps": [], "usage": {}, "meta": {}, "errors": [], "evidence": None})
+        if thread_id:  # per-turn fields restart (None clears); messages and meta carry over
+            initial.update({"steps": None, "usage": None, "errors": None, "evidence": None})
         attrs = {
             A.FLOW: self.spec.name,
             A.RUN_ID: run_id,

@@ -6,7 +6,6 @@ Nodes return partial updates; these reducers merge them, so parallel branches ca
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
@@ -22,12 +21,21 @@ def merge_usage(
     left: dict[str, dict[str, float]] | None, right: dict[str, dict[str, float]] | None
 ) -> dict[str, dict[str, float]]:
     """Add per-model counters (calls, input_tokens, output_tokens, cost, seconds)."""
+    if right is None:  # a new turn of a conversation starts from zero
+        return {}
     out = {name: dict(counts) for name, counts in (left or {}).items()}
     for name, counts in (right or {}).items():
         mine = out.setdefault(name, {})
         for key, value in counts.items():
             mine[key] = mine.get(key, 0) + value
     return out
+
+
+def append_list(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    """Concatenate; ``None`` clears the list (a new turn of a multi-turn conversation)."""
+    if right is None:
+        return []
+    return [*(left or []), *right]
 
 
 def merge_evidence(
@@ -80,11 +88,11 @@ class FlowState(TypedDict, total=False):
     answer: str
     answered_by: str
     vars: Annotated[dict[str, Any], merge_dicts]
-    steps: Annotated[list[Step], operator.add]
+    steps: Annotated[list[Step], append_list]
     usage: Annotated[dict[str, dict[str, float]], merge_usage]
     meta: Annotated[dict[str, Any], merge_dicts]
     degraded: bool
-    errors: Annotated[list[dict[str, Any]], operator.add]
+    errors: Annotated[list[dict[str, Any]], append_list]
     evidence: Annotated[list[dict[str, Any]], merge_evidence]
 
 

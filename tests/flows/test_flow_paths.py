@@ -132,3 +132,17 @@ async def test_empty_question_is_rejected() -> None:
 
     with pytest.raises(SpecError, match="the question is empty"):
         await flow.arun("   ")
+
+
+async def test_thread_turns_report_their_own_path_and_usage(tmp_path) -> None:  # noqa: ANN001
+    slm = ScriptedChatModel(replies=[{"content": "one", "confidence": 0.99}, {"content": "two", "confidence": 0.99}])
+    flow = compile_flow(
+        "cascade", models={"slm": slm, "llm": ScriptedChatModel(replies=[])}, checkpointer=tmp_path / "cp.db"
+    )
+    first = await flow.arun("first question", thread_id="t1")
+    second = await flow.arun("second question", thread_id="t1")
+    assert first.path == second.path == ["draft", "gate", "accept"]
+    assert second.usage["slm"]["calls"] == 1
+    assert second.answer == "two"
+    history = [m.content for m in slm.calls[1]]
+    assert history[-1] == "second question"
