@@ -54,9 +54,9 @@ def test_protobuf_from_the_real_otlp_exporter(viewer):
     provider = TracerProvider(resource=Resource.create({"service.name": "sender"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("invoke_workflow sent", attributes={"tandem.flow": "sent", "tandem.run.llm_calls": 2}):
-        with tracer.start_as_current_span("node a"):
-            pass
+    root_attrs = {"tandem.flow": "sent", "tandem.run.llm_calls": 2}
+    with tracer.start_as_current_span("invoke_workflow sent", attributes=root_attrs), tracer.start_as_current_span("node a"):
+        pass
     provider.shutdown()
     runs = TraceStore(viewer.store.path).list_runs()
     assert [(r["flow"], r["llm_calls"], r["service"]) for r in runs] == [("sent", 2, "sender")]

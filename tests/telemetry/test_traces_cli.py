@@ -29,7 +29,7 @@ edges:
 def tandem(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tandemlm.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        check=False, capture_output=True, text=True, cwd=cwd, timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **env},
     )
 
