@@ -17,7 +17,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from tandemlm.errors import NodeExecutionError, SpecError, TandemError
+from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError, TandemError
 from tandemlm.flows.context import TandemContext
 from tandemlm.flows.loader import load_flow
 from tandemlm.flows.spec import END, FlowSpec
@@ -79,6 +79,11 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
         with span(f"node {name}", attrs) as current:
             try:
                 update = await node.run(state, NodeCall(name, context))
+            except BudgetExceededError as exc:
+                if not _stops_gracefully(context):
+                    context.extras.setdefault(FAILED_NODE, name)
+                    raise
+                update = _budget_stop(name, state, exc)
             except TandemError:
                 context.extras.setdefault(FAILED_NODE, name)
                 raise
@@ -104,6 +109,30 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
 
     run_node.__name__ = f"node_{name}"
     return run_node
+
+
+def _stops_gracefully(context: TandemContext) -> bool:
+    budget = context.settings.budget
+    return budget is not None and budget.on_exceed == "stop"
+
+
+def _budget_stop(name: str, state: FlowState, exc: BudgetExceededError) -> dict[str, Any]:
+    """Skip a node whose model call would exceed the budget; keep the best answer so far."""
+    update: dict[str, Any] = {
+        "degraded": True,
+        "errors": [{"node": name, "error": f"budget: {exc}", "recovered": True}],
+        "steps": [{"node": name, "model": None, "decision": None, "output": None, "skipped": "budget"}],
+    }
+    if not state.get("answer"):
+        variables = state.get("vars") or {}
+        meta = state.get("meta") or {}
+        for step in reversed(state.get("steps") or []):
+            field = step.get("output")
+            if field and isinstance(variables.get(field), str) and variables[field]:
+                update["answer"] = variables[field]
+                update["answered_by"] = (meta.get(field) or {}).get("model") or step.get("model") or ""
+                break
+    return update
 
 
 def _target(name: str) -> str:
@@ -231,6 +260,7 @@ class CompiledFlow:
             raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
         run_id = uuid.uuid4().hex
         context = self.context(capture_content=capture_content)
+        context.extras["run_id"] = run_id
         config: dict[str, Any] = {"recursion_limit": self.spec.settings.step_limit() + len(self.spec.routes) * 4}
         if thread_id:
             config["configurable"] = {"thread_id": thread_id}

@@ -146,3 +146,27 @@ async def test_thread_turns_report_their_own_path_and_usage(tmp_path) -> None:  
     assert second.answer == "two"
     history = [m.content for m in slm.calls[1]]
     assert history[-1] == "second question"
+
+
+async def test_token_budget_stops_gracefully_with_the_best_answer_so_far() -> None:
+    def build(on_exceed: str):  # noqa: ANN202
+        return (
+            Flow("tb")
+            .model("slm", role="slm")
+            .model("llm", role="llm")
+            .node("draft", "generate", model="slm", output="draft")
+            .node("escalate", "generate", model="llm")
+            .edge("draft", "escalate")
+            .settings(budget={"max_tokens": 5, "on_exceed": on_exceed})
+        )
+
+    def models():  # noqa: ANN202
+        return {"slm": ScriptedChatModel(replies=["a fairly long small answer here"]), "llm": ScriptedChatModel(replies=[])}
+
+    result = await build("stop").compile(models=models()).arun("question words here")
+    assert result.path == ["draft", "escalate"]
+    assert result.steps[-1]["skipped"] == "budget"
+    assert (result.answer, result.answered_by, result.degraded) == ("a fairly long small answer here", "slm", True)
+    assert "max_tokens=5" in result.errors[0]["error"]
+    with pytest.raises(BudgetExceededError, match="max_tokens=5"):
+        await build("error").compile(models=models()).arun("question words here")
