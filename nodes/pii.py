@@ -96,10 +96,18 @@ _CITY_TAIL = (
     r"(?:,?\s*(?:[A-Z]{2}\s+)?\d{5}(?:-\d{4})?|,\s*[A-Z]{2}\b|,?\s*[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2})?)?"
 )
 _EU_STREET = (
-    r"[A-ZÄÖÜ][a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*"
-    r"(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|vej|gade|väg|gatan)"
+    r"[A-ZÄÖÜÅÆØ][a-zäöüßåæøé]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*"
+    r"(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|vej|veien|"
+    r"vegen|gade|gata|gatan|väg|vägen|tie|katu|kuja|utca|ulice)"
 )
-_POSTCODE_CITY = r"(?:,?\s*\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+(?:[ -][A-ZÀ-Þ][a-zà-ÿ]+)?)?"
+_NUM_TAIL = (
+    r"\s+\d{1,4}[a-zA-Z]?(?:\s+[A-Z]\s+\d{1,3})?"
+    r"(?:,?\s*(?:kv\.?|apt\.?|flat|unit|suite|app\.?|wohnung)\s*[A-Za-z0-9-]+)?"
+)
+_POSTCODE_CITY = (
+    rf"(?:,?\s*(?:\d{{4,6}}(?:\s?[A-Z]{{2}})?\s+{_CAP}(?:[ -]{_CAP})?|"
+    rf"{_CAP}(?:\s+{_CAP})?\s+\d{{4,6}}))?"
+)
 
 PATTERNS: list[tuple[str, re.Pattern[str], Any]] = [
     (EMAIL, re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"), None),
@@ -119,19 +127,21 @@ PATTERNS: list[tuple[str, re.Pattern[str], Any]] = [
     (IP, re.compile(r"(?<![:\w])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?![:\w])"),
      lambda t: t.count(":") >= 2 and any(c.isdigit() for c in t)),
     (PHONE, re.compile(
-        r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(0?\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){1,4}(?![\w-])"),
+        r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(0?\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,6}){1,4}(?![\w-])"),
      lambda t: _phone_ok(t)),
     (ADDRESS, re.compile(
         rf"\b\d{{1,5}}[A-Za-z]?(?:-\d{{1,5}})?\s+(?:{_CAP}\s+){{0,3}}{_STREET_SUFFIX}\b(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?{_UNIT}{_CITY_TAIL}"), None),
     (ADDRESS, re.compile(
-        rf"\b(?:rue|avenue|boulevard|place|via|viale|piazza|calle|avenida|plaza|rua)\s+(?:(?:de|del|della|di|la|le|des|du|da|do|dos)\s+|l')?"
-        rf"(?:{_CAP}\s?){{1,3}},?\s*\d{{1,4}}[a-z]?{_POSTCODE_CITY}", re.IGNORECASE), None),
+        rf"\b(?:rue|avenue|boulevard|place|via|viale|piazza|calle|avenida|plaza|rua|ulitsa|ul\.|ulica|"
+        rf"prospekt)\s+(?:(?:de|del|della|di|la|le|des|du|da|do|dos)\s+|l')?"
+        rf"(?:{_CAP}\s?){{1,3}},?{_NUM_TAIL}{_POSTCODE_CITY}", re.IGNORECASE), None),
     (ADDRESS, re.compile(
         rf"\b\d{{1,4}}(?:\s?bis)?,?\s+(?:rue|avenue|boulevard|place|via|calle|chemin|allée)\s+"
         rf"(?:(?:de|del|della|di|la|le|des|du)\s+|l')?(?:{_CAP}\s?){{1,3}}{_POSTCODE_CITY}", re.IGNORECASE), None),
-    (ADDRESS, re.compile(rf"\b{_EU_STREET}\s+\d{{1,4}}[a-z]?{_POSTCODE_CITY}"), None),
+    (ADDRESS, re.compile(rf"\b{_EU_STREET}{_NUM_TAIL}{_POSTCODE_CITY}"), None),
     (ADDRESS, re.compile(
-        rf"\b(?:{_CAP}\s+){{1,2}}(?:Straße|Strasse|Weg|Gasse|Platz|Allee)\s+\d{{1,4}}[a-z]?{_POSTCODE_CITY}"), None),
+        rf"\b(?:{_CAP}\s+){{1,2}}(?:Straße|Strasse|Weg|Gasse|Platz|Allee|{_STREET_SUFFIX})"
+        rf"{_NUM_TAIL}{_POSTCODE_CITY}"), None),
 ]
 
 
@@ -200,6 +210,8 @@ def presidio_entities(text: str, types: Iterable[str] = PATTERN_TYPES, min_score
             continue
         for r in recognizer.analyze(text, entities, None) or []:
             kind = _PRESIDIO_TYPES.get(r.entity_type)
+            if kind == PHONE and len(re.sub(r"\D", "", text[r.start:r.end])) < 7:
+                continue  # prices such as 169.00
             if kind in wanted and r.score >= min_score:
                 out.append(Entity(kind, r.start, r.end, text[r.start:r.end], "presidio", float(r.score)))
     return out

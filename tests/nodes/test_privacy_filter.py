@@ -180,3 +180,29 @@ async def test_zero_leaks_of_pattern_types_on_the_corpus() -> None:
     assert len(remote.calls) == len(rows)
     assert leaks == []
     assert names_caught / names_total >= 0.7  # names are measured in benchmarks/privacy_recall.py
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+def test_zero_leaks_on_the_example_customer_records() -> None:
+    """Records written independently of the patterns (examples/data/customers.jsonl)."""
+    rows = [json.loads(line) for line in (EXAMPLES / "customers.jsonl").read_text(encoding="utf-8").splitlines()]
+    leaks = []
+    for r in rows:
+        text = (f"Customer {r['name']} ({r['email']}, {r['phone']}) lives at {r['address']}. "
+                f"Card {r['card_number']}, IBAN {r['iban']}. Notes: {r['notes']}")
+        red = redact(text)
+        for key in ("email", "phone", "address", "card_number", "iban"):
+            value = r[key]
+            leaked = value in red or any(part in red for part in value.split(", "))
+            if key in ("phone", "card_number", "iban"):
+                leaked = leaked or _digits(value) in _digits(red)
+            if leaked:
+                leaks.append((r["id"], key, value))
+    assert leaks == []
+
+
+def test_store_documents_are_not_over_redacted() -> None:
+    found = [e for p in sorted((EXAMPLES / "kb").rglob("*.md")) for e in pii.detect(p.read_text(encoding="utf-8"))]
+    assert sorted(e.type for e in found) == ["EMAIL", "PHONE"]  # the shop's own contact details only
