@@ -143,6 +143,8 @@ def main() -> int:
     print(f"models: {machine['models']}")
     print(f"{'flow':<24} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'p95 lat.':>9}")
     for label, s in run.summaries().items():
+        if "@" in label:  # sweep points: listed below
+            continue
         print(f"{label:<24} {s['accuracy']:>9.3f} {s['llm_share']:>10.2f} "
               f"{s['latency_mean']:>9.1f}s {s['latency_p95']:>8.1f}s")
     llm = run.summary("llm-only")
