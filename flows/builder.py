@@ -78,9 +78,18 @@ class Flow:
         self._data["entry"] = names[0] if len(names) == 1 else list(names)
         return self
 
-    def edge(self, source: str | list[str], target: str) -> Self:
-        """Add an edge; ``target="end"`` finishes; a list ``source`` joins branches."""
-        self._data["edges"].append({"from": source, "to": target})
+    def edge(
+        self, source: str | list[str], target: str, *, map: str | None = None, item: str = "item"
+    ) -> Self:
+        """Add an edge; ``target="end"`` finishes; a list ``source`` joins branches.
+
+        With ``map="field"``, ``target`` runs once per item of that list field, in
+        parallel, each run seeing the item as ``{<item>}`` (a fan-out).
+        """
+        edge: dict[str, Any] = {"from": source, "to": target}
+        if map is not None:
+            edge.update({"map": map, "as": item})
+        self._data["edges"].append(edge)
         return self
 
     def route(

@@ -16,9 +16,11 @@ from tandemlm.nodes.template import fields, render
 
 SCHEMA = {"subquestions": "list[str]"}
 DEFAULT_PROMPT = (
-    "Split this question into at most {max_items} short, self-contained sub-questions that "
-    "can each be answered by looking up one fact. If it asks only one thing, return it "
-    "unchanged as the only sub-question.\n\nQuestion: {input}"
+    "Split the question into at most {max_items} short, self-contained sub-questions, one "
+    "per fact to look up. A question that asks one thing stays one sub-question.\n"
+    'Example: "How much is the tent and how heavy is it?" -> '
+    '{{"subquestions": ["How much is the tent?", "How heavy is the tent?"]}}\n\n'
+    "Question: {input}"
 )
 MAX_CHARS = 300
 
