@@ -38,7 +38,7 @@ async def test_retrieve_appends_hits_with_the_query_to_evidence() -> None:
         {"input": "q", "vars": {"subquestion": "are returns accepted"}}, call_for(stores={"kb": store})
     )
     hits = update["evidence"]
-    assert [h["id"] for h in hits][0] == "r1"
+    assert hits[0]["id"] == "r1"
     assert {h["metadata"]["kind"] for h in hits} == {"policy"}
     assert hits[0]["query"] == "are returns accepted" and hits[0]["source"] == "returns.md"
     assert node.reads() == {"subquestion"} and node.store_refs() == {"store": "kb"}
