@@ -128,7 +128,6 @@ class Decoder:
             llama._ctx.decode(llama._batch)
         except RuntimeError as exc:
             raise ModelUnavailableError(f"model '{self.name}': {exc}") from exc
-        self.timer.add(len(chunk), time.perf_counter() - start)
         llama.input_ids[n_past : n_past + len(chunk)] = chunk
         llama.n_tokens = n_past + len(chunk)
         count = sum(flags)
@@ -137,6 +136,7 @@ class Decoder:
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(count * self.n_vocab,)
         )
         matrix = flat.reshape(count, self.n_vocab).copy()
+        self.timer.add(len(chunk), time.perf_counter() - start)  # forward pass + logits copy
         return list(matrix)
 
     def is_eog(self, token: int) -> bool:
