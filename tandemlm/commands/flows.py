@@ -37,8 +37,12 @@ def run(
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.telemetry.setup import cli_tracing
 
+    from tandemlm.flows.compiler import MAX_INPUT_CHARS
+
     if not question.strip():
         raise SpecError("question", "the question is empty")
+    if len(question) > MAX_INPUT_CHARS:
+        raise SpecError("question", f"the question is longer than {MAX_INPUT_CHARS} characters")
     spec = apply_model_overrides(load_flow(flow), model or [])
     checkpointer = None
     if thread:
