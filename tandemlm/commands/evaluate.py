@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,11 +39,11 @@ def _fields(items: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _flows(names: list[str], overrides: list[str]) -> list:
+def _flows(names: list[str], overrides: list[str]) -> list[Any]:
     from tandemlm.evaluation.runner import EvalFlow
     from tandemlm.flows import load_flow
 
-    flows = []
+    flows: list[EvalFlow] = []
     for name in names:
         spec = apply_model_overrides(load_flow(name), overrides)
         label = spec.name

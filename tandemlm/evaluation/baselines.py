@@ -40,7 +40,7 @@ def _generate_params(spec: FlowSpec, model: str) -> dict[str, Any]:
 
     out: dict[str, Any] = {"prompt": "{input}"}
     if candidates:
-        best = sorted(candidates, key=rank)[0]
+        best = min(candidates, key=rank)
         if rank(best)[0] == 0:
             for key in ("prompt", "system", "logprobs", "max_tokens"):
                 if best.get(key) is not None:
@@ -73,7 +73,7 @@ def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
     for side, names in (("slm", small_models(flow.spec)), ("llm", large_models(flow.spec))):
         if not names:
             continue
-        model = sorted(names)[0]
+        model = min(names)
         spec = single_model_spec(flow.spec, model, f"{side}-only")
         overrides = {model: flow.models[model]} if flow.models and model in flow.models else None
         out.append(

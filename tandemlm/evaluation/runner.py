@@ -318,8 +318,7 @@ async def arun_eval(
         raise TandemError("concurrency must be at least 1")
     scorer_obj = get_scorer(scorer) if isinstance(scorer, str) else scorer
     owned = not isinstance(cache, EvalCache)
-    store = EvalCache(cache) if owned else cache
-    assert isinstance(store, EvalCache)
+    store = cache if isinstance(cache, EvalCache) else EvalCache(cache)
     counts = {"executed": 0, "reused": 0}
     try:
         prepared = [_prepare(f, store, replay) for f in flows]
@@ -360,7 +359,13 @@ class _Progress:
 
     def __init__(self, labels: Sequence[str], total: int) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),

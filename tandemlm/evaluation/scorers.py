@@ -30,8 +30,8 @@ from tandemlm.errors import TandemError
 
 __all__ = [
     "SCORERS",
-    "Scorer",
     "JudgeScorer",
+    "Scorer",
     "extract_choice",
     "extract_number",
     "get_scorer",

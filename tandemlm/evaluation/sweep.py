@@ -126,7 +126,7 @@ def router_metrics(
             out[name] = {"apgr": None, "aiq": None, "auc": None, "cpt": {}, "error": str(exc)}
             continue
         data = m.as_dict()
-        data["cpt"] = {k: _clean(v) for k, v in data["cpt"].items()}
+        data["cpt"] = {k: _clean(v) for k, v in m.cpt.items()}
         out[name] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in data.items()}
     return out
 

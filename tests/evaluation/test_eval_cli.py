@@ -36,7 +36,7 @@ edges:
 
 def tandem(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tandemlm.cli", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
+        [sys.executable, "-m", "tandemlm.cli", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600, check=False
     )
 
 

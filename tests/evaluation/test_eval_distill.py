@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_eval_runner import CASCADE
 
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.datasets import EvalItem
@@ -15,8 +16,6 @@ from tandemlm.evaluation.distill import distill_dataset, distill_traces, validat
 from tandemlm.evaluation.runner import EvalFlow
 from tandemlm.flows import compile_flow, load_flow
 from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
-
-from test_eval_runner import CASCADE
 
 ITEMS = [EvalItem("a", "What is 2+2?", "4"), EvalItem("b", "What is 3+3?", "6"), EvalItem("c", "What is 5+5?", "10")]
 

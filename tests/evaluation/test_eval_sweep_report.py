@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_eval_runner import CASCADE
 
 from tandemlm.errors import TandemError
 from tandemlm.evaluation import metrics
@@ -18,8 +19,6 @@ from tandemlm.evaluation.runner import EvalFlow, run_eval
 from tandemlm.evaluation.sweep import parse_sweep, router_metrics, run_sweeps, with_threshold
 from tandemlm.flows import load_flow
 from tandemlm.nodes.models.fakes import KeyedChatModel
-
-from test_eval_runner import CASCADE
 
 # the SLM is right on q1, q2 (confident), wrong on q3, q4 (unsure); the LLM is wrong on q2 only
 ITEMS = [EvalItem(f"q{i}", f"question {i}", gold) for i, gold in enumerate(["a", "b", "c", "d"], 1)]
