@@ -74,3 +74,11 @@ def test_errors(tmp_path: Path, content: str, fields: dict | None, fragment: str
 def test_unknown_name_lists_bundled() -> None:
     with pytest.raises(DatasetError, match="gsm8k, kb-qa"):
         load_dataset("nope")
+
+
+def test_harness_exports_resolve() -> None:
+    import tandemlm.evaluation as evaluation
+
+    assert set(evaluation._HARNESS) <= set(evaluation.__all__)
+    for name in evaluation._HARNESS:
+        assert callable(getattr(evaluation, name))
