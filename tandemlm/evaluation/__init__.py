@@ -46,7 +46,7 @@ _HARNESS = {
     "load_results": "report", "write_report": "report",
     "distill_dataset": "distill", "distill_traces": "distill", "validate_sft": "distill",
 }
-__all__ += [  # noqa: PLE0605 (kept in sync with _HARNESS by a test)
+__all__ += [  # kept in sync with _HARNESS by a test
     "EvalFlow", "EvalItem", "EvalRun", "baseline_flows", "distill_dataset", "distill_traces",
     "get_scorer", "load_dataset", "load_results", "parse_sweep", "run_eval", "run_sweeps",
     "validate_sft", "write_report",
