@@ -141,12 +141,15 @@ def main() -> int:
     paths = write_report(run, args.out, sweeps=sweeps, meta=machine)
     print(f"GSM8K sample, n={len(items)} problems, {machine['machine']}, {machine['date']}")
     print(f"models: {machine['models']}")
-    print(f"{'flow':<24} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'p95 lat.':>9}")
+    print(f"{'flow':<24} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'p95 lat.':>9} "
+          f"{'SLM tok/q':>10} {'LLM tok/q':>10}")
     for label, s in run.summaries().items():
         if "@" in label:  # sweep points: listed below
             continue
+        tok = {m: t["input"] + t["output"] for m, t in s["tokens_mean"].items()}
         print(f"{label:<24} {s['accuracy']:>9.3f} {s['llm_share']:>10.2f} "
-              f"{s['latency_mean']:>9.1f}s {s['latency_p95']:>8.1f}s")
+              f"{s['latency_mean']:>9.1f}s {s['latency_p95']:>8.1f}s "
+              f"{tok.get('slm', 0):>10.0f} {tok.get('llm', 0):>10.0f}")
     llm = run.summary("llm-only")
     for sweep in sweeps:
         print(f"\nsweep {sweep['flow']} {sweep['param']}:")
