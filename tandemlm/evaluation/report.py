@@ -161,10 +161,13 @@ def _plots(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
         oracle = _oracle_curve(data, sweep)
         if oracle:
             ax.plot(*oracle, ":", color="black", label="oracle")
-    for flow in flows:
+    for index, flow in enumerate(flows):
         s = flow["summary"]
         ax.scatter([s["llm_share"]], [s["accuracy"]], s=60, zorder=3)
-        ax.annotate(flow["label"], (s["llm_share"], s["accuracy"]), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(  # staggered so flows at the same point stay readable
+            flow["label"], (s["llm_share"], s["accuracy"]), textcoords="offset points",
+            xytext=(-40 if s["llm_share"] > 0.8 else 5, 5 - 11 * (index % 4)), fontsize=8,
+        )
     ax.set_xlabel("share of questions sent to the LLM")
     ax.set_ylabel("accuracy")
     ax.set_xlim(-0.05, 1.05)
