@@ -95,6 +95,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "gsm8k"))
     parser.add_argument("--no-route", action="store_true")
     parser.add_argument("--only", help="with --phase models: run only this baseline (slm-only or llm-only)")
+    parser.add_argument("--reverse", action="store_true", help="with --phase models: last item first (a second worker)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model (default: all cores)")
     args = parser.parse_args()
 
@@ -113,6 +114,8 @@ def main() -> int:
     flows = baseline_flows(cascade)
     if args.phase == "models":
         flows = [f for f in flows if not args.only or f.label == args.only]
+        if args.reverse:  # two workers sharing the cache meet in the middle
+            items = items[::-1]
         run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
         for label, summary in run.summaries().items():
             print(f"{label}: n={summary['n']} accuracy={summary['accuracy']:.3f} "
