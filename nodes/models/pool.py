@@ -71,6 +71,10 @@ class ModelPool:
                 from tandemlm.nodes.models.catalog import model_path
 
                 model_path(spec.model or "")
+            elif spec.provider == "ollama" and len(spec.all_hosts()) > 1:
+                from tandemlm.nodes.models.multihost import check_any_host
+
+                check_any_host(spec)  # at least one host answers with the model
             elif spec.provider == "ollama":
                 from tandemlm.nodes.models.ollama import check_health
 

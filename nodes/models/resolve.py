@@ -69,6 +69,10 @@ def build_chat_model(spec: ModelSpec) -> BaseChatModel:
             stop=list(params.stop),
         )
     if spec.provider == "ollama":
+        if len(spec.all_hosts()) > 1:
+            from tandemlm.nodes.models.multihost import MultiHostChatModel
+
+            return MultiHostChatModel(spec=spec)
         from tandemlm.nodes.models.ollama import make_ollama_chat
 
         return make_ollama_chat(spec)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Provider = Literal["auto", "ollama", "llamacpp", "scripted", "keyed"]
+MAX_HOSTS = 32
 
 
 class GenerationParams(BaseModel):
@@ -38,6 +39,9 @@ class ModelSpec(BaseModel):
         price_in: price per 1k input tokens (any currency unit, used for cost accounting).
         price_out: price per 1k output tokens.
         host: Ollama host URL (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434).
+        hosts: several Ollama hosts serving the same model (at most 32): calls are spread
+            over the healthy ones and fail over when one dies (see
+            :mod:`tandemlm.nodes.models.multihost`); a ``host`` given too is added first.
         timeout: seconds a served model (Ollama) may take to connect or between streamed
             pieces before the call fails with ``ModelUnavailableError``.
         replies: scripted replies (``scripted``) or ``{pattern: reply}`` (``keyed``).
@@ -54,6 +58,7 @@ class ModelSpec(BaseModel):
     price_in: float = Field(0.0, ge=0.0)
     price_out: float = Field(0.0, ge=0.0)
     host: str | None = Field(None, max_length=2048)
+    hosts: list[str] | None = Field(None, min_length=1, max_length=MAX_HOSTS)
     timeout: float = Field(120.0, gt=0.0, le=86_400.0)
     replies: list[Any] | dict[str, Any] | None = None
 
@@ -65,6 +70,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"provider '{self.provider}' needs 'model'")
         if self.provider in ("scripted", "keyed") and self.replies is None:
             raise ValueError(f"provider '{self.provider}' needs 'replies'")
+        if self.hosts is not None:
+            self._fold_hosts()
         if self.provider == "keyed" and isinstance(self.replies, dict):
             for pattern in self.replies:
                 try:
@@ -72,6 +79,24 @@ class ModelSpec(BaseModel):
                 except re.error as exc:
                     raise ValueError(f"reply key {pattern!r} is not a regular expression: {exc}") from None
         return self
+
+    def _fold_hosts(self) -> None:
+        if self.provider not in ("auto", "ollama"):
+            raise ValueError(f"'hosts' applies to Ollama models, not provider '{self.provider}'")
+        hosts = [self.host, *(self.hosts or [])] if self.host else list(self.hosts or [])
+        cleaned: list[str] = []
+        for i, host in enumerate(hosts):
+            if not isinstance(host, str) or not host.strip() or len(host) > 2048:
+                raise ValueError(f"hosts[{i}]: give a host such as 'gpu1:11434' (got {host!r})")
+            if host.strip() not in cleaned:
+                cleaned.append(host.strip())
+        if len(cleaned) > MAX_HOSTS:
+            raise ValueError(f"at most {MAX_HOSTS} hosts per model (got {len(cleaned)})")
+        self.hosts = cleaned
+
+    def all_hosts(self) -> list[str | None]:
+        """The Ollama hosts of this model: ``hosts``, else ``[host]`` (``None``: the default)."""
+        return list(self.hosts) if self.hosts else [self.host]
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """Cost of one call from this spec's prices."""
