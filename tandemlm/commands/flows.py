@@ -60,7 +60,7 @@ def run(
     if as_json:
         print_json(result.to_dict())
         return
-    out.print(result.answer or "(empty answer)")
+    out.print(result.answer or "(empty answer)", markup=False)
     out.print()
     out.print(f"[bold]path[/]     {' -> '.join(result.path)}")
     for decision in result.decisions:
