@@ -12,10 +12,9 @@ with the node path it takes.
 
 from __future__ import annotations
 
+from tandemlm.errors import SpecError
 from tandemlm.flows.spec import END, FlowSpec
 from tandemlm.nodes.base import Node
-
-from tandemlm.errors import SpecError
 
 RAW_FIELDS = frozenset({"input", "messages"})
 

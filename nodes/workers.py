@@ -237,7 +237,7 @@ class AggregateFindings(Node):
         remote_tokens = sum(int(usage[n].get("input_tokens", 0) + usage[n].get("output_tokens", 0)) for n in remote)
         rate = reply.input_tokens / max(1, sum(len(str(m.content)) for m in messages))
         document = str(lookup(state, self.document) or "")
-        baseline = int(round(rate * (len(document) + len(question) + 200))) + reply.output_tokens
+        baseline = round(rate * (len(document) + len(question) + 200)) + reply.output_tokens
         report = {
             "remote_models": remote,
             "remote_tokens": remote_tokens,
