@@ -31,7 +31,8 @@ REASON_SYSTEM = (
 )
 VERIFY_SYSTEM = "You check answers. You never answer the question yourself."
 VERDICT_SCHEMA = {"consistent": "bool", "score": "float", "critique": "str"}
-_ANSWER_LINE = re.compile(r"(?im)^[\s*#>-]*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$")
+_ANSWER_LINE = re.compile(r"(?im)^.*?\banswer(?:\s+is)?\s*[:：]\s*(.+?)\s*$")
+_ANSWER_PREFIX = re.compile(r"(?i)^.*\banswer(?:\s+is)?\s*[:：]\s*")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -40,7 +41,8 @@ def split_reasoning(text: str) -> tuple[str, str]:
     matches = list(_ANSWER_LINE.finditer(text))
     if matches:
         last = matches[-1]
-        return text[:last.start()].strip(), last.group(1).strip()
+        answer = _ANSWER_PREFIX.sub("", last.group(1)).strip().strip("*").strip()
+        return text[:last.start()].strip(), answer
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return text.strip(), (lines[-1] if lines else "")
 

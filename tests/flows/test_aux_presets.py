@@ -127,3 +127,29 @@ async def test_minions_plan_failure_falls_back_to_the_question() -> None:
     assert result.vars["plan"]["subtasks"] == [question]  # no document given: the input is it
     assert result.errors[0]["node"] == "plan" and result.vars["findings"] == []
     assert "(no findings)" in llm.calls[1][-1].content
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("17 + 25 = 42.\nAnswer: 42", ("17 + 25 = 42.", "42")),
+        ("So, the answer is: Answer: 665", ("", "665")),
+        ("Step 1. x\n**Final answer:** 42", ("Step 1. x", "42")),
+        ("no marker\n42", ("no marker\n42", "42")),
+    ],
+)
+def test_split_reasoning(reply: str, expected: tuple[str, str]) -> None:
+    from tandemlm.nodes.verify import split_reasoning
+
+    assert split_reasoning(reply) == expected
+
+
+async def test_flag_router_reads_bools_scores_and_inverts() -> None:
+    from tandemlm.nodes.routers.flag import FlagRouter
+
+    state = {"vars": {"verification": {"retry": True, "score": 0.3}}}
+    assert (await FlagRouter(field="verification.retry").score(state, None)).score == 1.0  # type: ignore[arg-type]
+    inverted = await FlagRouter(field="verification.score", invert=True).score(state, None)  # type: ignore[arg-type]
+    assert inverted.score == pytest.approx(0.7) and "inverted" in inverted.reason
+    assert (await FlagRouter(field="missing.x").score(state, None)).score == 0.0  # type: ignore[arg-type]
+    assert FlagRouter(field="verification.retry").reads() == {"verification"}
