@@ -208,7 +208,7 @@ class CompiledFlow:
         # Stores the caller did not pass are built from the spec (cheap: they connect,
         # load embedding models and index their documents on first use).
         self.stores = build_stores(self.spec.stores, dict(stores or {}))
-        # A path means "SQLite checkpoints there": the async saver is opened per run.
+        # A path means "SQLite checkpoints there": one saver per event loop, opened on first use.
         self._checkpoint_path = str(checkpointer) if isinstance(checkpointer, (str, Path)) else None
         saver = None if self._checkpoint_path else checkpointer
         self.graph = build_graph(checked).compile(checkpointer=saver, name=self.spec.name)
@@ -310,16 +310,57 @@ class CompiledFlow:
         return self._result(state, run_id, time.perf_counter() - start)
 
     async def _invoke(
-        self, initial: dict[str, Any], config: dict[str, Any], context: TandemContext
+        self, initial: dict[str, Any] | None, config: dict[str, Any], context: TandemContext
     ) -> dict[str, Any]:
-        if not self._checkpoint_path:
-            return await self.graph.ainvoke(initial, config=config, context=context)
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        graph = await self._graph()
+        # "sync": a node's checkpoint is written before the next node starts, so a killed
+        # run resumes without repeating any node that had completed.
+        durability = "sync" if graph.checkpointer is not None else None
+        return await graph.ainvoke(initial, config=config, context=context, durability=durability)
 
-        Path(self._checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(self._checkpoint_path) as saver:
-            graph = build_graph(self.checked).compile(checkpointer=saver, name=self.spec.name)
-            return await graph.ainvoke(initial, config=config, context=context)
+    async def _graph(self) -> Any:
+        """The compiled graph; with a SQLite path, bound to this loop's shared saver."""
+        if not self._checkpoint_path:
+            return self.graph
+        from tandemlm.flows.sqlite_saver import shared_saver
+
+        saver = await shared_saver(self._checkpoint_path)
+        return self.graph.copy(update={"checkpointer": saver})  # a shallow copy: ~0.1 ms
+
+    async def aresume(
+        self, thread_id: str, *, capture_content: bool | None = None
+    ) -> RunResult:
+        """Finish a checkpointed run that was interrupted (process killed, crash).
+
+        LangGraph continues from the thread's last checkpoint: nodes that completed are not
+        run again, the interrupted ones are. A thread whose run had finished returns its
+        result without running anything. Budget counters start afresh.
+
+        Raises:
+            SpecError: the flow has no checkpointer or the thread has no checkpoint.
+            TandemError: as :meth:`arun`.
+        """
+        if not self._checkpoint_path and self.graph.checkpointer is None:
+            raise SpecError("checkpointer", "resuming needs a flow compiled with a checkpointer")
+        config: dict[str, Any] = {
+            "recursion_limit": self.spec.settings.step_limit() + len(self.spec.routes) * 4,
+            "configurable": {"thread_id": thread_id},
+        }
+        graph = await self._graph()
+        if not (await graph.aget_state(config)).values:
+            raise SpecError("thread_id", f"no checkpoint for thread {thread_id!r} to resume")
+        run_id = uuid.uuid4().hex
+        context = self.context(capture_content=capture_content)
+        context.extras["run_id"] = run_id
+        attrs = {A.FLOW: self.spec.name, A.RUN_ID: run_id, A.GEN_AI_OPERATION: "invoke_workflow"}
+        start = time.perf_counter()
+        with span(f"invoke_workflow {self.spec.name}", attrs):
+            state = await self._invoke(None, config, context)
+        return self._result(state, run_id, time.perf_counter() - start)
+
+    def resume(self, thread_id: str, **kwargs: Any) -> RunResult:
+        """Synchronous :meth:`aresume`."""
+        return asyncio.run(self.aresume(thread_id, **kwargs))
 
     def run(self, question: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`arun` (not from inside a running event loop)."""

@@ -39,8 +39,9 @@ class EscalationQueue:
             db.executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        from tandemlm._sqlite import connect_wal
+
+        db = connect_wal(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         return db
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from tandemlm._sqlite import connect_wal
 from tandemlm.errors import ConfigError
 from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
@@ -72,25 +73,24 @@ class BanditState:
             if row is None:
                 if dim is None:
                     raise ConfigError(f"bandit state {self.path} is empty: route a query first")
-                db.execute("INSERT INTO meta VALUES ('dim', ?)", (str(dim),))
-                for arm in ARMS:
-                    db.execute(
-                        "INSERT INTO arms VALUES (?, ?, ?, 0)",
-                        (arm, _blob(np.eye(dim) / ridge), _blob(np.zeros(dim))),
-                    )
-                self.dim = dim
-            else:
-                self.dim = int(row[0])
-                if dim is not None and dim != self.dim:
-                    raise ConfigError(
-                        f"bandit state {self.path} has {self.dim}-dim features, the router "
-                        f"gives {dim}: use another state file for another embedding"
-                    )
+                db.execute("BEGIN IMMEDIATE")  # processes may create the file at once
+                if db.execute("INSERT OR IGNORE INTO meta VALUES ('dim', ?)", (str(dim),)).rowcount:
+                    for arm in ARMS:
+                        db.execute(
+                            "INSERT INTO arms VALUES (?, ?, ?, 0)",
+                            (arm, _blob(np.eye(dim) / ridge), _blob(np.zeros(dim))),
+                        )
+                db.execute("COMMIT")
+                row = db.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+            self.dim = int(row[0])
+            if dim is not None and dim != self.dim:
+                raise ConfigError(
+                    f"bandit state {self.path} has {self.dim}-dim features, the router "
+                    f"gives {dim}: use another state file for another embedding"
+                )
 
     def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return connect_wal(self.path, timeout=30)
 
     def arms(self) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
         with self._db() as db:
@@ -145,6 +145,7 @@ class BanditState:
         if not 0.0 <= score <= 1.0:
             raise ConfigError(f"feedback score must be in [0, 1], got {score}")
         with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # a decision is rewarded once, whoever asks first
             rows = db.execute(
                 "SELECT decision_id, arm, x FROM pending WHERE (decision_id=? OR run_id=?) "
                 "AND rewarded IS NULL",
@@ -154,6 +155,7 @@ class BanditState:
                 db.execute(
                     "UPDATE pending SET rewarded=? WHERE decision_id=?", (score, decision_id)
                 )
+            db.execute("COMMIT")
         for _, arm, x in rows:
             self.update(arm, _array(x), score - (cost or {}).get(arm, 0.0))
         return len(rows)
