@@ -73,6 +73,8 @@ def evaluate(
     replay: Annotated[bool, typer.Option(help="Answer identical deterministic model calls from the cache.")] = True,
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
+    backend: Annotated[str, typer.Option(help="local, or ray: items run on Ray workers (pip install 'tandemlm[ray]').")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address for --backend ray (default: start a local one).")] = None,
 ) -> None:
     """Evaluate flows on a dataset: accuracy, LLM-call share, latency, cost, with resume.
 
@@ -107,7 +109,7 @@ def evaluate(
     err.print(f"{len(items)} items x {len(plan)} flows, cache {cache_path}", style="dim")
     run = run_eval(
         plan, items, scorer=scorer_obj, cache=cache_path, concurrency=concurrency,
-        replay=replay, progress=True, dataset=dataset,
+        replay=replay, progress=True, dataset=dataset, backend=backend, address=address,
     )
     sweeps = (
         run_sweeps(run, evaluated, sweep_spec, cache=cache_path, concurrency=concurrency, replay=replay, progress=True)

@@ -273,6 +273,8 @@ def run_eval(
     replay: bool = True,
     progress: bool = False,
     dataset: str = "",
+    backend: str = "local",
+    address: str | None = None,
 ) -> EvalRun:
     """Run every flow on every item (resuming from ``cache``) and score the answers.
 
@@ -286,6 +288,9 @@ def run_eval(
             :mod:`tandemlm.evaluation.cache`); fakes passed in ``flow.models`` never replay.
         progress: show a rich progress bar on stderr.
         dataset: the dataset's name, for reports.
+        backend: ``local`` or ``ray`` (items on Ray workers, see
+            :mod:`tandemlm.evaluation.ray_backend`; ``concurrency`` is then unused).
+        address: Ray cluster address for ``backend="ray"`` (default: a local instance).
 
     Raises:
         TandemError: duplicate labels, an invalid spec, an unknown scorer.
@@ -293,7 +298,7 @@ def run_eval(
     return asyncio.run(
         arun_eval(
             flows, items, scorer=scorer, cache=cache, concurrency=concurrency,
-            replay=replay, progress=progress, dataset=dataset,
+            replay=replay, progress=progress, dataset=dataset, backend=backend, address=address,
         )
     )
 
@@ -308,6 +313,8 @@ async def arun_eval(
     replay: bool = True,
     progress: bool = False,
     dataset: str = "",
+    backend: str = "local",
+    address: str | None = None,
 ) -> EvalRun:
     """Async :func:`run_eval`."""
     labels = [f.label for f in flows]
@@ -316,6 +323,8 @@ async def arun_eval(
         raise TandemError(f"duplicate flow labels {duplicates}: give each evaluated flow a distinct name")
     if concurrency < 1:
         raise TandemError("concurrency must be at least 1")
+    if backend not in ("local", "ray"):
+        raise TandemError(f"unknown backend {backend!r}: use local or ray")
     scorer_obj = get_scorer(scorer) if isinstance(scorer, str) else scorer
     owned = not isinstance(cache, EvalCache)
     store = cache if isinstance(cache, EvalCache) else EvalCache(cache)
@@ -331,12 +340,22 @@ async def arun_eval(
                 bar.advance(label)
 
         records: dict[str, dict[str, dict[str, Any]]] = {}
+        ray_pool = None
         try:
+            if backend == "ray":
+                from tandemlm.evaluation.ray_backend import RayEvalPool
+
+                ray_pool = RayEvalPool(prepared, address=address)
             for prep in prepared:  # one flow at a time: models stay loaded, cache fills in order
+                if ray_pool is not None:
+                    records[prep.flow.label] = await ray_pool.run(prep, items, scorer_obj, store, on_done)
+                    continue
                 tasks = [_run_one(prep, item, scorer_obj, store, semaphore, on_done) for item in items]
                 done = await asyncio.gather(*tasks)
                 records[prep.flow.label] = dict(done)
         finally:
+            if ray_pool is not None:
+                ray_pool.close()
             if bar:
                 bar.stop()
         return EvalRun(
