@@ -34,3 +34,29 @@ def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+MAX_VARIABLE_BYTES = 2_000_000
+
+
+def parse_variables(items: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` or ``NAME=@FILE`` run variables (files up to 2 MB, UTF-8)."""
+    from pathlib import Path
+
+    out_vars: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise SpecError("--var", f"expected NAME=VALUE or NAME=@FILE, got {item[:80]!r}")
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise SpecError("--var", f"{name}: no such file {value[1:]!r}")
+            if path.stat().st_size > MAX_VARIABLE_BYTES:
+                raise SpecError("--var", f"{name}: {value[1:]!r} is larger than {MAX_VARIABLE_BYTES} bytes")
+            try:
+                value = path.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SpecError("--var", f"{name}: cannot read {value[1:]!r}: {exc}") from None
+        out_vars[name] = value
+    return out_vars

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandemlm.commands._common import apply_model_overrides, err, out, print_json
+from tandemlm.commands._common import apply_model_overrides, err, out, parse_variables, print_json
 
 ModelOption = Annotated[
     list[str] | None,
@@ -31,6 +31,10 @@ def run(
     model: ModelOption = None,
     thread: Annotated[str | None, typer.Option(help="Conversation thread id (multi-turn).")] = None,
     capture_content: Annotated[bool, typer.Option(help="Record prompts/answers on spans.")] = False,
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="Run variable NAME=VALUE or NAME=@FILE (e.g. profile, document)."),
+    ] = None,
 ) -> None:
     """Run a flow on one question and print the answer, the path, models, tokens and time."""
     from tandemlm.errors import SpecError
@@ -43,6 +47,7 @@ def run(
         raise SpecError("question", "the question is empty")
     if len(question) > MAX_INPUT_CHARS:
         raise SpecError("question", f"the question is longer than {MAX_INPUT_CHARS} characters")
+    variables = parse_variables(var or [])
     spec = apply_model_overrides(load_flow(flow), model or [])
     checkpointer = None
     if thread:
@@ -55,7 +60,12 @@ def run(
     err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim")
     with cli_tracing():
         result = asyncio.run(
-            compiled.arun(question, thread_id=thread, capture_content=capture_content or None)
+            compiled.arun(
+                question,
+                thread_id=thread,
+                capture_content=capture_content or None,
+                variables=variables,
+            )
         )
     if as_json:
         print_json(result.to_dict())

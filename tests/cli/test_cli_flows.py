@@ -83,3 +83,21 @@ def test_run_cascade_json_on_embedded_model() -> None:
     assert data["models"]["slm"] == "llamacpp:smollm2-135m"
     assert data["llm_called"] == (decision["choice"] == "large")
     assert "models: slm=llamacpp:smollm2-135m" in proc.stderr
+
+
+def test_bad_run_variables_are_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(tandem("run", "cascade", "hi", "--var", "no-equals"), "expected NAME=VALUE")
+    assert_one_line_error(
+        tandem("run", "cascade", "hi", "--var", f"doc=@{tmp_path / 'none.txt'}"), "doc: no such file"
+    )
+
+
+def test_parse_variables_reads_files(tmp_path: Path) -> None:
+    from tandemlm.commands._common import parse_variables
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("long document")
+    assert parse_variables(["profile=likes tea", f"document=@{doc}"]) == {
+        "profile": "likes tea",
+        "document": "long document",
+    }
