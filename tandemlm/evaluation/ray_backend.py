@@ -128,7 +128,7 @@ class RayEvalPool:
             ) from exc
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(EvalWorker)
-        self._actors = [actor.remote(flows_ref) for _ in range(count)]
+        self._actors: list[Any] = [actor.remote(flows_ref) for _ in range(count)]
 
     async def run(
         self,
@@ -174,6 +174,6 @@ class RayEvalPool:
         """Stop the actors (and the local Ray instance if this pool started it)."""
         for actor in self._actors:
             self._ray.kill(actor)
-        self._actors = []
+        self._actors.clear()
         if self._started:
             self._ray.shutdown()
