@@ -8,11 +8,15 @@ Providers without token probabilities fall back to the parsed word (0 or 1).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import Field
 
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.models.call import ModelReply, call_model
+from tandemlm.nodes.routers.base import RouteScore, Router
 from tandemlm.nodes.template import render
 
 
@@ -39,3 +43,36 @@ def p_yes(reply: ModelReply) -> float:
     if is_no:
         return 1.0 - first if first is not None else 0.0
     return 0.5  # neither word: no evidence either way
+
+
+class YesNoRouter(Router):
+    """Base of routers that ask a model whether ``field`` is right: score ``1 - P(yes)``.
+
+    Subclasses set the defaults (``model``, ``system``) and ``DEFAULT_PROMPT`` /
+    ``LABEL`` (how the reason names the judge).
+    """
+
+    DEFAULT_PROMPT: ClassVar[str] = ""
+    LABEL: ClassVar[str] = "{model} judged '{field}'"
+
+    model: str = "slm"
+    field: str = "draft"
+    prompt: str | None = Field(None, max_length=20_000)
+    system: str = Field("", max_length=4000)
+
+    def model_refs(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    def reads(self) -> set[str]:
+        return {"input", self.field}
+
+    async def score(self, state: FlowState, call: NodeCall) -> RouteScore:
+        prompt = self.prompt or self.DEFAULT_PROMPT % self.field
+        yes, reply = await ask_yes_no(call, self.model, self.system, prompt, state)
+        score = 1.0 - yes
+        label = self.LABEL.format(model=self.model, field=self.field)
+        return RouteScore(
+            score,
+            f"{label}: P(yes)={yes:.3f} -> score {score:.3f} vs threshold {self.threshold:.3f}",
+            {"p_yes": round(yes, 6), "verdict": reply.text[:16], "judge": self.model},
+        )
