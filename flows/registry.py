@@ -29,6 +29,10 @@ _BUILTIN_NODES: dict[str, str] = {
     "pass": "tandemlm.nodes.passthrough:Passthrough",
     "speculate": "tandemlm.nodes.speculate:Speculate",
     "token_route": "tandemlm.nodes.token_route:TokenRoute",
+    "retrieve": "tandemlm.nodes.retrieve:Retrieve",
+    "decompose": "tandemlm.nodes.decompose:Decompose",
+    "evidence": "tandemlm.nodes.evidence:Evidence",
+    "citations": "tandemlm.nodes.evidence:Citations",
     "privacy_filter": "tandemlm.nodes.privacy:PrivacyFilter",
     "restore": "tandemlm.nodes.privacy:Restore",
     "local_context": "tandemlm.nodes.privacy:LocalContext",
@@ -37,10 +41,6 @@ _BUILTIN_NODES: dict[str, str] = {
     "plan_subtasks": "tandemlm.nodes.workers:PlanSubtasks",
     "local_workers": "tandemlm.nodes.workers:LocalWorkers",
     "aggregate_findings": "tandemlm.nodes.workers:AggregateFindings",
-    "retrieve": "tandemlm.nodes.retrieve:Retrieve",
-    "decompose": "tandemlm.nodes.decompose:Decompose",
-    "evidence": "tandemlm.nodes.evidence:Evidence",
-    "citations": "tandemlm.nodes.evidence:Citations",
 }
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",
