@@ -76,6 +76,8 @@ def route_spec(max_tokens: int) -> Any:
     for node in data.get("nodes", {}).values():
         if node.get("type") == "generate" and node.get("model") in ("slm", "llm"):
             node.update({"system": SYSTEM, "prompt": PROMPT})
+            if node["model"] == "slm":  # same call as the baselines' (logprobs leave greedy output unchanged)
+                node["logprobs"] = True
             node.pop("max_tokens", None)
     for name in ("slm", "llm"):
         if name in data.get("models", {}):
