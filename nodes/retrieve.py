@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -11,6 +10,7 @@ from tandemlm.errors import SpecError
 from tandemlm.flows.state import FlowState, write
 from tandemlm.nodes.base import Node, NodeCall
 from tandemlm.nodes.template import fields, render
+from tandemlm.stores.traced import traced_search
 
 EVIDENCE = "evidence"
 
@@ -76,7 +76,7 @@ class Retrieve(Node):
     async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
         store = get_store(call, self.store)
         query = render(self.query, state).strip() or str(state.get("input", ""))
-        found = await asyncio.to_thread(store.search, query, self.k, self.where)
+        found = await traced_search(self.store, store, query, self.k, self.where)
         hits = [
             {**hit.to_dict(), "query": query}
             for hit in found

@@ -156,3 +156,21 @@ async def test_collab_rag_on_smollm2_with_chroma_and_minilm(
     assert any(f"[{s}]" in result.answer for s in result.vars["sources"])
     assert flow.stores["kb"].count() > 20  # the example KB was indexed into Chroma
     assert (tmp_path / "state" / "chroma").is_dir()
+
+
+async def test_each_parallel_retrieval_is_a_span_under_its_node(kb: MemoryStore, spans: Any) -> None:
+    slm = ScriptedChatModel(replies=[SUBQ])
+    llm = ScriptedChatModel(replies=["30 days [policies/returns.md]."])
+    flow = compile_flow("collab_rag", models={"slm": slm, "llm": llm}, stores={"kb": kb})
+    await flow.arun(QUESTION)
+    finished = spans.get_finished_spans()
+    by_id = {s.context.span_id: s for s in finished}
+    retrievals = [s for s in finished if s.name == "retrieval kb"]
+    assert len(retrievals) == 2
+    for retrieval in retrievals:
+        parent = by_id[retrieval.parent.span_id]
+        assert parent.name == "node retrieve_each"
+        assert retrieval.attributes["gen_ai.operation.name"] == "retrieval"
+        assert retrieval.attributes["tandem.retrieval.results"] > 0
+        assert retrieval.attributes["tandem.retrieval.top_k"] >= 1
+    assert len({by_id[r.parent.span_id].context.span_id for r in retrievals}) == 2
