@@ -161,20 +161,19 @@ def _plots(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
         oracle = _oracle_curve(data, sweep)
         if oracle:
             ax.plot(*oracle, ":", color="black", label="oracle")
+    markers = "osD^vP*X"
     for index, flow in enumerate(flows):
         s = flow["summary"]
-        ax.scatter([s["llm_share"]], [s["accuracy"]], s=60, zorder=3)
-        ax.annotate(  # staggered so flows at the same point stay readable
-            flow["label"], (s["llm_share"], s["accuracy"]), textcoords="offset points",
-            xytext=(-40 if s["llm_share"] > 0.8 else 5, 5 - 11 * (index % 4)), fontsize=8,
+        ax.scatter(
+            [s["llm_share"]], [s["accuracy"]], s=70, zorder=3, marker=markers[index % len(markers)],
+            label=flow["label"],
         )
     ax.set_xlabel("share of questions sent to the LLM")
     ax.set_ylabel("accuracy")
     ax.set_xlim(-0.05, 1.05)
     ax.set_title("cost-quality")
     ax.grid(alpha=0.3)
-    if data.get("sweeps"):
-        ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     paths["cost_quality"] = _save(fig, out / "cost_quality.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
