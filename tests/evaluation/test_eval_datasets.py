@@ -77,7 +77,7 @@ def test_unknown_name_lists_bundled() -> None:
 
 
 def test_harness_exports_resolve() -> None:
-    import tandemlm.evaluation as evaluation
+    from tandemlm import evaluation
 
     assert set(evaluation._HARNESS) <= set(evaluation.__all__)
     for name in evaluation._HARNESS:
