@@ -29,9 +29,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import math
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +72,40 @@ _INSTALL_HINT = "pip install 'tandemlm[embedded]' (or: pip install llama-cpp-pyt
 
 _CACHE: dict[tuple[str, int], tuple[Llama, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
+_QUIET: list[Any] = []  # keeps the ctypes log callback alive
+
+
+def _env_threads() -> int:
+    """``TANDEM_THREADS`` (llama.cpp threads; 1 helps on oversubscribed machines)."""
+    value = os.environ.get("TANDEM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 0
+
+
+def _close_all() -> None:
+    """Free cached models before interpreter teardown (llama.cpp's finalisers fail late)."""
+    with _CACHE_LOCK:
+        for llama, lock in _CACHE.values():
+            with lock:
+                llama.close()
+        _CACHE.clear()
+
+
+def _quiet_llama_logs() -> None:
+    """Route llama.cpp's own log lines (context-size notes etc.) to nowhere but errors."""
+    if _QUIET:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == 2:  # GGML_LOG_LEVEL_ERROR
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+    _QUIET.append(_log)
+    atexit.register(_close_all)
 
 
 def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[Llama, threading.Lock]:
@@ -81,7 +117,8 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
     Args:
         model: catalog name or path of a ``.gguf`` file.
         n_ctx: context size in tokens.
-        n_threads: CPU threads, used by the first load only (default: ``os.cpu_count()``).
+        n_threads: CPU threads, used by the first load only (default: ``TANDEM_THREADS``
+            or ``os.cpu_count()``).
 
     Returns:
         ``(llama, lock)``.
@@ -102,7 +139,8 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
                 f"install it with: {_INSTALL_HINT}"
             ) from exc
         _check_gguf(model, path)
-        threads = n_threads or os.cpu_count() or 1
+        _quiet_llama_logs()
+        threads = n_threads or _env_threads() or os.cpu_count() or 1
         try:
             llama = Llama(
                 model_path=str(path),
