@@ -100,7 +100,7 @@ def _quiet_llama_logs() -> None:
 
     @llama_cpp.llama_log_callback
     def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if level == 2:  # GGML_LOG_LEVEL_ERROR
+        if level == 4:  # GGML_LOG_LEVEL_ERROR (0 none, 1 debug, 2 info, 3 warn, 5 cont)
             sys.stderr.write(text.decode("utf-8", "replace"))
 
     llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
