@@ -20,8 +20,7 @@ from langgraph.types import Send
 from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError, TandemError
 from tandemlm.flows.context import TandemContext
 from tandemlm.flows.loader import load_flow
-from tandemlm.flows.spec import END, FlowSpec
-from tandemlm.flows.spec import EdgeSpec
+from tandemlm.flows.spec import END, EdgeSpec, FlowSpec
 from tandemlm.flows.state import FlowState, lookup
 from tandemlm.flows.validate import CheckedFlow, check
 from tandemlm.nodes.base import Node, NodeCall

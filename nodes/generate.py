@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from tandemlm.flows.state import FlowState, lookup, write
 from tandemlm.nodes import structured
@@ -49,7 +49,7 @@ class Generate(Node):
     history: bool = False
     max_tokens: int | None = Field(None, ge=1, le=32768)
 
-    model_config = {"extra": "forbid", "populate_by_name": True}
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @field_validator("schema_")
     @classmethod

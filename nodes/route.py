@@ -36,14 +36,18 @@ class RouteNode(Node):
         choice = self.router.choose(score)
         reason = verdict.reason
         budget = call.context.settings.budget
-        if choice == LARGE and budget and budget.max_escalations is not None:
-            if call.context.counters.escalations >= budget.max_escalations:
-                if budget.on_exceed == "error":
-                    raise BudgetExceededError(
-                        f"route '{call.name}' would escalate beyond max_escalations="
-                        f"{budget.max_escalations}"
-                    )
-                choice, reason = SMALL, f"{reason}; budget max_escalations reached"
+        if (
+            choice == LARGE
+            and budget
+            and budget.max_escalations is not None
+            and call.context.counters.escalations >= budget.max_escalations
+        ):
+            if budget.on_exceed == "error":
+                raise BudgetExceededError(
+                    f"route '{call.name}' would escalate beyond max_escalations="
+                    f"{budget.max_escalations}"
+                )
+            choice, reason = SMALL, f"{reason}; budget max_escalations reached"
         if choice == LARGE:
             call.context.counters.add(escalations=1)
         decision = {

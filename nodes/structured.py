@@ -68,7 +68,7 @@ def parse(text: str, schema: dict[str, str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise ValueError("the JSON is not an object")
+        raise ValueError("the JSON is not an object")  # noqa: TRY004 - a parse error
     for field, type_name in schema.items():  # small models often give a string for a list
         if type_name.startswith("list") and isinstance(data.get(field), str):
             data[field] = [data[field]]

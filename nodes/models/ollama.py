@@ -38,10 +38,10 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
 from ollama import ResponseError
-from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, summarize_logprobs
-from tandemlm.nodes.models.spec import ModelSpec
 
 from tandemlm.errors import ConfigError, ModelUnavailableError, SpecError
+from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, summarize_logprobs
+from tandemlm.nodes.models.spec import ModelSpec
 
 __all__ = [
     "DEFAULT_HOST",

@@ -1,6 +1,6 @@
 """Routers: each returns a score in [0, 1] (need for the large model) and a reason."""
 
-from tandemlm.nodes.routers.base import LARGE, SMALL, RouteScore, Router
+from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 from tandemlm.nodes.routers.confidence import ConfidenceRouter
 from tandemlm.nodes.routers.rule import RuleRouter
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.models.call import ModelReply, call_model
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 from tandemlm.nodes.template import render
 
 

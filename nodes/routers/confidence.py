@@ -8,7 +8,7 @@ from typing import Literal
 from tandemlm.flows.state import FlowState
 from tandemlm.nodes.base import NodeCall
 from tandemlm.nodes.models.confidence import Confidence
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 
 class ConfidenceRouter(Router):

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from tandemlm.flows.state import FlowState, lookup
 from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.routers.base import RouteScore, Router
+from tandemlm.nodes.routers.base import Router, RouteScore
 
 
 class RuleRouter(Router):

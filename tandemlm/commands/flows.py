@@ -39,9 +39,8 @@ def run(
     """Run a flow on one question and print the answer, the path, models, tokens and time."""
     from tandemlm.errors import SpecError
     from tandemlm.flows import compile_flow, load_flow
-    from tandemlm.telemetry.setup import cli_tracing
-
     from tandemlm.flows.compiler import MAX_INPUT_CHARS
+    from tandemlm.telemetry.setup import cli_tracing
 
     if not question.strip():
         raise SpecError("question", "the question is empty")

@@ -16,6 +16,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TANDEM_PROVIDER": "embedded"}
 def tandem(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tandemlm.cli", *args],
+        check=False,
         capture_output=True,
         text=True,
         env=ENV,

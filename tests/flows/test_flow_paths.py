@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from tandemlm import BudgetExceededError, Flow, ModelUnavailableError, ScriptedChatModel, compile_flow
+from tandemlm import (
+    BudgetExceededError,
+    Flow,
+    ModelUnavailableError,
+    ScriptedChatModel,
+    compile_flow,
+)
 from tandemlm.nodes.models.fakes import ScriptError
 
 
-def cascade(slm_replies, llm_replies):  # noqa: ANN001, ANN201
+def cascade(slm_replies, llm_replies):
     slm, llm = ScriptedChatModel(replies=slm_replies), ScriptedChatModel(replies=llm_replies)
     return compile_flow("cascade", models={"slm": slm, "llm": llm}), slm, llm
 
 
 async def test_cascade_keeps_confident_slm_answer() -> None:
-    flow, slm, llm = cascade([{"content": "42", "confidence": 0.97}], [])
+    flow, slm, _ = cascade([{"content": "42", "confidence": 0.97}], [])
     result = await flow.arun("What is 17 + 25?")
     assert result.answer == "42"
     assert result.answered_by == "slm"
@@ -85,7 +91,7 @@ async def test_unexpected_extra_call_fails_loudly() -> None:
 
 
 async def test_budget_max_escalations_stops_gracefully_and_errors_when_asked() -> None:
-    def build(on_exceed: str):  # noqa: ANN202
+    def build(on_exceed: str):
         return (
             Flow("b")
             .model("slm", provider="scripted", replies=["x"])
@@ -134,7 +140,7 @@ async def test_empty_question_is_rejected() -> None:
         await flow.arun("   ")
 
 
-async def test_thread_turns_report_their_own_path_and_usage(tmp_path) -> None:  # noqa: ANN001
+async def test_thread_turns_report_their_own_path_and_usage(tmp_path) -> None:
     slm = ScriptedChatModel(replies=[{"content": "one", "confidence": 0.99}, {"content": "two", "confidence": 0.99}])
     flow = compile_flow(
         "cascade", models={"slm": slm, "llm": ScriptedChatModel(replies=[])}, checkpointer=tmp_path / "cp.db"
@@ -149,7 +155,7 @@ async def test_thread_turns_report_their_own_path_and_usage(tmp_path) -> None:  
 
 
 async def test_token_budget_stops_gracefully_with_the_best_answer_so_far() -> None:
-    def build(on_exceed: str):  # noqa: ANN202
+    def build(on_exceed: str):
         return (
             Flow("tb")
             .model("slm", role="slm")
@@ -160,7 +166,7 @@ async def test_token_budget_stops_gracefully_with_the_best_answer_so_far() -> No
             .settings(budget={"max_tokens": 5, "on_exceed": on_exceed})
         )
 
-    def models():  # noqa: ANN202
+    def models():
         return {"slm": ScriptedChatModel(replies=["a fairly long small answer here"]), "llm": ScriptedChatModel(replies=[])}
 
     result = await build("stop").compile(models=models()).arun("question words here")

@@ -16,7 +16,7 @@ def test_preset_roundtrips_through_yaml_and_builder(name: str) -> None:
     assert compile_flow(spec).name == spec.name  # validates without running a model
 
 
-def load_flow_from_text(text: str):  # noqa: ANN201 - helper
+def load_flow_from_text(text: str):
     import yaml
 
     return load_flow(yaml.safe_load(text))

@@ -28,7 +28,7 @@ def test_defaults_without_ollama_resolve_to_the_embedded_pair(monkeypatch: pytes
     assert describe(resolve_spec(ModelSpec(role="llm"))) == "llamacpp:qwen2.5-coder-1.5b"
 
 
-def test_roles_resolve_to_ollama_when_a_server_answers(monkeypatch: pytest.MonkeyPatch, ollama_test_server) -> None:  # noqa: ANN001
+def test_roles_resolve_to_ollama_when_a_server_answers(monkeypatch: pytest.MonkeyPatch, ollama_test_server) -> None:
     monkeypatch.setenv("OLLAMA_HOST", ollama_test_server.url)
     spec = resolve_spec(ModelSpec(role="llm"))
     assert (spec.provider, spec.model) == ("ollama", "qwen2.5:7b")

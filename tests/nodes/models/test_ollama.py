@@ -24,6 +24,8 @@ from ollama_server import (
     token_logprob,
     tokenize,
 )
+
+from tandemlm.errors import ConfigError, ModelUnavailableError, SpecError
 from tandemlm.nodes.models.confidence import CONFIDENCE_KEY, summarize_logprobs
 from tandemlm.nodes.models.ollama import (
     DEFAULT_HOST,
@@ -36,8 +38,6 @@ from tandemlm.nodes.models.ollama import (
     resolve_host,
 )
 from tandemlm.nodes.models.spec import GenerationParams, ModelSpec
-
-from tandemlm.errors import ConfigError, ModelUnavailableError, SpecError
 
 QUESTION = [HumanMessage("What is the capital of France?")]
 
