@@ -45,3 +45,25 @@ def test_feedback_by_run_result_and_errors(tmp_path) -> None:
         BanditState(tmp_path / "b.sqlite").feedback("x", 2.0)
     with pytest.raises(ConfigError, match="dim"):
         BanditRouter(state=str(tmp_path / "b.sqlite"), embedding="hash:32").decide("hi")
+
+
+async def test_feedback_by_run_id_from_a_flow_run(tmp_path) -> None:  # noqa: ANN001
+    from tandemlm import Flow, ScriptedChatModel
+    from tandemlm.nodes.routers.bandit import BanditState
+
+    state = str(tmp_path / "b.sqlite")
+    flow = (
+        Flow("b")
+        .model("slm", role="slm")
+        .model("llm", role="llm")
+        .node("pick", "pass")
+        .node("small", "generate", model="slm")
+        .node("large", "generate", model="llm")
+        .route("pick", "bandit", state=state, embedding="hash:16", branches={"small": "small", "large": "large"})
+        .compile(models={"slm": ScriptedChatModel(replies=["s"]), "llm": ScriptedChatModel(replies=["l"])})
+    )
+    result = await flow.arun("a question")
+    decision_id = result.decisions[0]["details"]["decision_id"]
+    bandit = BanditState(state)
+    assert bandit.feedback(result.run_id, 1.0) == 1  # the run id finds the decision
+    assert bandit.feedback(decision_id, 1.0) == 0  # already rewarded
