@@ -163,7 +163,7 @@ class FlowSpec(BaseModel):
     entry: str | list[str] | None = None
     edges: list[EdgeSpec] = Field(default_factory=list, max_length=1000)
     routes: list[RouteSpec] = Field(default_factory=list, max_length=200)
-    settings: FlowSettings = Field(default_factory=FlowSettings)
+    settings: FlowSettings = Field(default_factory=FlowSettings)  # type: ignore[arg-type]  # pydantic stub: class fits both overloads
 
     @field_validator("name")
     @classmethod

@@ -6,6 +6,7 @@ exact messages sent, so a replay asks the large model the same thing.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -91,7 +92,7 @@ class EscalationQueue:
             rows = db.execute(query + " ORDER BY created", args).fetchall()
         return [{k: row[k] for k in row.keys() if k != "messages"} for row in rows]  # noqa: SIM118 - Row iterates values
 
-    def messages(self, item_id: str) -> list[dict[str, str]]:
+    def messages(self, item_id: str) -> builtins.list[dict[str, str]]:
         with self._db() as db:
             row = db.execute("SELECT messages FROM escalations WHERE id=?", (item_id,)).fetchone()
         return json.loads(row["messages"]) if row else []

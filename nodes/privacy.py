@@ -212,7 +212,12 @@ class PrivacyFilter(Node):
         counts: dict[str, int] = {}
         usage: dict[str, Any] = {}
         strings: list[str] = []
-        _map_strings(value, lambda s: strings.append(s) or s)
+
+        def collect(s: str) -> str:
+            strings.append(s)
+            return s
+
+        _map_strings(value, collect)
         done: dict[str, str] = {}
         for text in strings:
             if text in done:

@@ -59,6 +59,7 @@ def _plain(attributes: Any) -> dict[str, Any]:
 def row_from_span(span: ReadableSpan) -> SpanRow:
     """A store row from an OpenTelemetry SDK span."""
     ctx = span.get_span_context()
+    assert ctx is not None  # the SDK sets it on every span it creates
     parent = span.parent
     return {
         "trace_id": format_trace_id(ctx.trace_id),
@@ -154,7 +155,8 @@ class TraceStore:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Runs, newest first, optionally filtered by flow and status."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if flow:
             where.append("flow = ?")
             args.append(flow)

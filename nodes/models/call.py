@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +139,7 @@ async def call_model(
         seconds = time.perf_counter() - start
         if not isinstance(message, AIMessage):  # a plain Runnable returned something else
             message = AIMessage(content=str(getattr(message, "content", message)))
-        usage = message.usage_metadata or {}
+        usage: Mapping[str, Any] = message.usage_metadata or {}
         in_tok = int(usage.get("input_tokens", 0))
         out_tok = int(usage.get("output_tokens", 0))
         meta = message.response_metadata or {}

@@ -52,7 +52,7 @@ class ModelSpec(BaseModel):
     provider: Provider = "auto"
     model: str | None = Field(None, max_length=4096)
     role: str | None = Field(None, max_length=64)
-    params: GenerationParams = Field(default_factory=GenerationParams)
+    params: GenerationParams = Field(default_factory=GenerationParams)  # type: ignore[arg-type]  # pydantic stub: class fits both overloads
     context_window: int = Field(4096, ge=256, le=1_048_576)
     local: bool = True
     price_in: float = Field(0.0, ge=0.0)

@@ -109,7 +109,7 @@ def traces_show(
         print_json(detail)
         return
     info, spans = detail["run"], detail["spans"]
-    root_attrs = next((s["attributes"] for s in spans if not s["parent_id"]), {})
+    root_attrs: dict[str, Any] = next((s["attributes"] for s in spans if not s["parent_id"]), {})
     out.print(
         f"[bold]{info['flow']}[/]  {_when(info['start_ns'])}  {info['duration_ms'] / 1000:.2f}s  "
         f"status {info['status']}  run {info.get('run_id') or info['trace_id']}"

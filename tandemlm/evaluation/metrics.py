@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 # numpy >= 2 renamed trapz to trapezoid; keep 1.26 working
-_trapz = getattr(np, "trapezoid", None) or np.trapz
+_trapz = getattr(np, "trapezoid", None) or np.trapz  # type: ignore[attr-defined]  # numpy 1.x name
 
 __all__ = [
     "Curve",

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+if TYPE_CHECKING:
+    from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 
 REQUEST_ID = "tandem.request_id"
 request_id_var: ContextVar[str | None] = ContextVar("tandem_request_id", default=None)
@@ -71,7 +74,11 @@ class StreamEvents(AsyncCallbackHandler):
     ) -> None:
         self._models[run_id] = (metadata or {}).get("langgraph_node")
 
-    async def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_llm_new_token(
+        self, token: str | list[str | dict[str, Any]], *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None, run_id: UUID,
+        parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any,
+    ) -> None:
         if token:
             self._streamed.add(run_id)
             self.put("token", {"text": token, "node": self._models.get(run_id)})

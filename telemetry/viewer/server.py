@@ -207,6 +207,8 @@ class ViewerServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):  # only AF_UNIX addresses are bytes; this is AF_INET(6)
+            host = host.decode()
         host = f"[{host}]" if ":" in str(host) else host
         return f"http://{host}:{port}"
 
