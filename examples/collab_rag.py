@@ -10,19 +10,17 @@ MiniLM embeddings; the `collab_rag` preset does the same with Chroma under .tand
 
 from __future__ import annotations
 
-import sys
-
 from _common import parse_args, with_overrides
 
 from tandemlm import Flow
 from tandemlm.stores import MemoryStore, example_kb, ingest
 
-docs = str(example_kb())
-if "--docs" in sys.argv:  # a folder of your own .md/.txt/.html files
-    at = sys.argv.index("--docs")
-    docs = sys.argv[at + 1]
-    del sys.argv[at : at + 2]
-args = parse_args(__doc__ or "", "Can I return a used tent, and how fast is the refund?")
+args = parse_args(
+    __doc__ or "",
+    "Can I return a used tent, and how fast is the refund?",
+    ("--docs", {"default": str(example_kb()), "help": "a folder of .md/.txt/.html files"}),
+)
+docs = args.docs
 
 store = MemoryStore("minilm")
 report = ingest(store, [docs], chunk_size=600, overlap=100)

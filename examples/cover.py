@@ -6,18 +6,16 @@ Run: python examples/cover.py ["question"] [--samples 3] [--model slm=smollm2-13
 
 from __future__ import annotations
 
-import sys
-
 from _common import parse_args, with_overrides
 
 from tandemlm import compile_flow, load_flow
 
-samples = 1
-if "--samples" in sys.argv:  # consistency-weighted aggregation over several LLM samples
-    i = sys.argv.index("--samples")
-    samples = int(sys.argv[i + 1])
-    del sys.argv[i:i + 2]
-args = parse_args(__doc__ or "", "A shop sells a tent for 349 and a backpack for 129. What do both cost together?")
+args = parse_args(
+    __doc__ or "",
+    "A shop sells a tent for 349 and a backpack for 129. What do both cost together?",
+    ("--samples", {"type": int, "default": 1, "help": "LLM samples, consistency-weighted"}),
+)
+samples = args.samples
 
 spec = with_overrides(load_flow("cover"), args).to_dict()
 spec["nodes"]["answer"]["samples"] = samples

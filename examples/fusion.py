@@ -6,19 +6,17 @@ Run: python examples/fusion.py "What is 12 * 7?" [--method vote|weighted|aggrega
 
 from __future__ import annotations
 
-import sys
-
 from _common import parse_args, with_overrides
 
 from tandemlm import compile_flow
 from tandemlm.flows.loader import load_flow
 
-method = "weighted"
-if "--method" in sys.argv:
-    i = sys.argv.index("--method")
-    method = sys.argv[i + 1]
-    del sys.argv[i : i + 2]
-args = parse_args(__doc__ or "", "What is 12 * 7?")
+args = parse_args(
+    __doc__ or "",
+    "What is 12 * 7?",
+    ("--method", {"default": "weighted", "choices": ["vote", "weighted", "aggregate", "best_of"]}),
+)
+method = args.method
 
 data = with_overrides(load_flow("fusion"), args).to_dict()
 data["nodes"]["fuse"]["method"] = method

@@ -6,19 +6,17 @@ Run: python examples/route.py "How many legs do 3 cats have?" [--model slm=smoll
 
 from __future__ import annotations
 
-import sys
-
 from _common import parse_args, with_overrides
 
 from tandemlm import compile_flow
 from tandemlm.flows.loader import load_flow
 
-router_file = None
-if "--router" in sys.argv:  # optional: a file from `tandem router train`
-    i = sys.argv.index("--router")
-    router_file = sys.argv[i + 1]
-    del sys.argv[i : i + 2]
-args = parse_args(__doc__ or "", "How many legs do 3 cats have in total?")
+args = parse_args(
+    __doc__ or "",
+    "How many legs do 3 cats have in total?",
+    ("--router", {"default": None, "help": "a router file from `tandem router train`"}),
+)
+router_file = args.router
 
 spec = with_overrides(load_flow("route"), args)
 if router_file:

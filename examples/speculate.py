@@ -11,16 +11,17 @@ Qwen2.5-Coder 0.5B (drafter) and 1.5B (verifier). TANDEM_SLM / TANDEM_LLM also o
 from __future__ import annotations
 
 import os
-import sys
 
 from _common import parse_args, with_overrides
 
 from tandemlm import Flow
 
-LOOKUP = "--lookup" in sys.argv
-if LOOKUP:
-    sys.argv.remove("--lookup")
-args = parse_args(__doc__ or "", "Write a Python function that reverses a list.")
+args = parse_args(
+    __doc__ or "",
+    "Write a Python function that reverses a list.",
+    ("--lookup", {"action": "store_true", "help": "prompt-lookup drafting (no draft model)"}),
+)
+LOOKUP = args.lookup
 args.model += [f"{n}={os.environ[f'TANDEM_{n.upper()}']}" for n in ("slm", "llm")
                if os.environ.get(f"TANDEM_{n.upper()}")]
 

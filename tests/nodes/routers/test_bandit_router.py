@@ -47,7 +47,7 @@ def test_feedback_by_run_result_and_errors(tmp_path) -> None:
         BanditRouter(state=str(tmp_path / "b.sqlite"), embedding="hash:32").decide("hi")
 
 
-async def test_feedback_by_run_id_from_a_flow_run(tmp_path) -> None:  # noqa: ANN001
+async def test_feedback_by_run_id_from_a_flow_run(tmp_path) -> None:
     from tandemlm import Flow, ScriptedChatModel
     from tandemlm.nodes.routers.bandit import BanditState
 
