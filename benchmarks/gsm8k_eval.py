@@ -86,6 +86,27 @@ def route_spec(max_tokens: int) -> Any:
     return load_flow(data)
 
 
+def trained_route_spec(route: Any, router_file: Path, rate: float) -> Any:
+    """``route`` with a logistic router trained on RouteLLM's GSM8K table (its *test* split,
+    disjoint from the bundled train-split sample), threshold calibrated to ``rate`` LLM calls
+    on that table. The router never sees our models' results: no test-on-train."""
+    import numpy as np
+
+    from tandemlm.evaluation.metrics import threshold_for_rate
+    from tandemlm.flows import load_flow
+    from tandemlm.nodes.routers.training import fit_router, load_table
+
+    table = load_table(HERE / "data" / "routellm" / "gsm8k_responses.csv")
+    model = fit_router("logistic", table)
+    threshold = threshold_for_rate(np.asarray(model.scores(table.texts)), rate)
+    router_file.parent.mkdir(parents=True, exist_ok=True)
+    model.save(router_file, threshold=threshold)
+    data = route.to_dict()
+    data["routes"][0]["router"] = {"type": "logistic", "path": str(router_file), "threshold": threshold}
+    data["name"] = "route_trained"
+    return load_flow(data)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=100)
@@ -96,6 +117,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(HERE / "results" / "gsm8k_cache.db"))
     parser.add_argument("--out", default=str(HERE / "results" / "gsm8k"))
     parser.add_argument("--no-route", action="store_true")
+    parser.add_argument("--route-rate", type=float, default=0.5,
+                        help="LLM-call rate the trained router is calibrated to (on RouteLLM's table)")
     parser.add_argument("--only", help="with --phase models: run only this baseline (slm-only or llm-only)")
     parser.add_argument("--reverse", action="store_true", help="with --phase models: last item first (a second worker)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model (default: all cores)")
@@ -131,6 +154,8 @@ def main() -> int:
     route = None if args.no_route else route_spec(args.max_tokens)
     if route is not None:
         flows.append(EvalFlow("route", route))
+        trained = trained_route_spec(route, Path(args.out) / "routellm_logistic.json", args.route_rate)
+        flows.append(EvalFlow("route-trained", trained))
     run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
     sweeps = run_sweeps(
         run, [cascade], parse_sweep(args.sweep), cache=args.cache, progress=True,
