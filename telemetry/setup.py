@@ -160,7 +160,14 @@ def enable_tracing(
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         targets.append(OTLPSpanExporter(endpoint=otlp_endpoint, timeout=5))
-    processors: list[SpanProcessor] = [BatchSpanProcessor(t, schedule_delay_millis=1000) for t in targets]
+    # A deep queue so bursts (hundreds of runs a second with fast models) are stored, not
+    # dropped; the processor still never blocks a flow (a full queue drops and logs).
+    processors: list[SpanProcessor] = [
+        BatchSpanProcessor(
+            t, schedule_delay_millis=1000, max_queue_size=65_536, max_export_batch_size=2_048
+        )
+        for t in targets
+    ]
     if console:
         processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
     for processor in processors:
