@@ -85,3 +85,14 @@ async def shared_saver(path: str | Path) -> Any:
             entry = (holder, saver)
             _SAVERS.setdefault(loop, {})[key] = entry
     return entry[1]
+
+
+def sqlite_checkpointer() -> Path:
+    """Path of the project's SQLite checkpoint database (``<home>/checkpoints.db``).
+
+    Pass it as ``checkpointer=`` to :func:`tandemlm.flows.compile_flow`; runs share one
+    saver per event loop (:func:`shared_saver`).
+    """
+    from tandemlm.config import load_config
+
+    return load_config().home_dir() / "checkpoints.db"

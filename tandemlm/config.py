@@ -85,7 +85,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _role_from_env(value: str) -> dict[str, Any]:
+def model_ref(value: str) -> dict[str, Any]:
+    """ModelSpec fields for a model reference: a catalog name, a .gguf path or ``ollama:NAME``."""
     if value.startswith("ollama:"):
         return {"provider": "ollama", "model": value.removeprefix("ollama:")}
     return {"provider": "llamacpp", "model": value}
@@ -104,7 +105,7 @@ def _load(cwd: str, env_key: tuple[tuple[str, str], ...]) -> Config:
     models = dict(data.get("models") or {})
     for role in ("slm", "llm"):
         if env.get(f"TANDEM_{role.upper()}"):
-            models[role] = {**models.get(role, {}), **_role_from_env(env[f"TANDEM_{role.upper()}"])}
+            models[role] = {**models.get(role, {}), **model_ref(env[f"TANDEM_{role.upper()}"])}
     data["models"] = models
     if env.get("OLLAMA_HOST"):
         data.setdefault("ollama", {})

@@ -19,7 +19,7 @@ def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:
     """Apply ``NAME=VALUE`` overrides (catalog name, .gguf path or ``ollama:NAME``)."""
     if not overrides:
         return spec
-    from tandemlm.config import _role_from_env
+    from tandemlm.config import model_ref
 
     models = dict(spec.models)
     for item in overrides:
@@ -28,7 +28,7 @@ def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:
             raise SpecError("--model", f"expected NAME=VALUE, got {item!r}")
         if name not in models:
             raise SpecError("--model", f"unknown model {name!r} (known: {', '.join(sorted(models))})")
-        models[name] = models[name].model_copy(update=_role_from_env(value))
+        models[name] = models[name].model_copy(update=model_ref(value))
     return spec.model_copy(update={"models": models})
 
 

@@ -50,7 +50,7 @@ def run(
     spec = apply_model_overrides(load_flow(flow), model or [])
     checkpointer = None
     if thread:
-        from tandemlm.flows.checkpoint import sqlite_checkpointer
+        from tandemlm.flows.sqlite_saver import sqlite_checkpointer
 
         checkpointer = sqlite_checkpointer()
     compiled = compile_flow(spec, checkpointer=checkpointer)

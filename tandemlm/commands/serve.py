@@ -53,7 +53,7 @@ def serve(
     spec = apply_model_overrides(load_flow(flow), model or [])
     checkpointer = None
     if checkpoints:
-        from tandemlm.flows.checkpoint import sqlite_checkpointer
+        from tandemlm.flows.sqlite_saver import sqlite_checkpointer
 
         checkpointer = sqlite_checkpointer()
     compiled = compile_flow(spec, checkpointer=checkpointer)
