@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tandemlm._sqlite import connect_wal
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS escalations (
     id TEXT PRIMARY KEY, flow TEXT, source TEXT, model TEXT, question TEXT, messages TEXT,
@@ -40,8 +42,6 @@ class EscalationQueue:
             db.executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        from tandemlm._sqlite import connect_wal
-
         db = connect_wal(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         return db

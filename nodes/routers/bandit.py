@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import sqlite3
+import struct
 import threading
 import time
 import uuid
@@ -44,14 +45,23 @@ CREATE INDEX IF NOT EXISTS pending_run ON pending(run_id);
 _LOCK = threading.Lock()
 
 
+_MAGIC = b"TND1"  # then ndim (u8), the shape (u32 each), little-endian float64 data
+
+
 def _blob(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(arr, dtype=float), allow_pickle=False)
-    return buf.getvalue()
+    # Not .npy: reading an .npy header runs ast.literal_eval, which CPython 3.11.7 does not
+    # allow from several threads at once ("AST constructor recursion depth mismatch").
+    data = np.asarray(arr, dtype="<f8")  # tobytes() writes C order whatever the layout
+    return _MAGIC + struct.pack(f"<B{data.ndim}I", data.ndim, *data.shape) + data.tobytes()
 
 
 def _array(blob: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(blob), allow_pickle=False)
+    if not blob.startswith(_MAGIC):  # state written by an earlier version (.npy)
+        return np.load(io.BytesIO(blob), allow_pickle=False)
+    ndim = blob[len(_MAGIC)]
+    start = len(_MAGIC) + 1
+    shape = struct.unpack_from(f"<{ndim}I", blob, start)
+    return np.frombuffer(blob, dtype="<f8", offset=start + 4 * ndim).reshape(shape).copy()
 
 
 class BanditState:

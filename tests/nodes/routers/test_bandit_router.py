@@ -67,3 +67,18 @@ async def test_feedback_by_run_id_from_a_flow_run(tmp_path) -> None:
     bandit = BanditState(state)
     assert bandit.feedback(result.run_id, 1.0) == 1  # the run id finds the decision
     assert bandit.feedback(decision_id, 1.0) == 0  # already rewarded
+
+
+def test_state_vectors_round_trip_without_npy_headers() -> None:
+    import io
+
+    import numpy as np
+
+    from tandemlm.nodes.routers.bandit import _array, _blob
+
+    for value in (np.eye(3) / 2, np.zeros(5), np.array(1.5), np.asfortranarray(np.arange(6.0).reshape(2, 3))):
+        back = _array(_blob(value))
+        assert back.shape == value.shape and np.array_equal(back, value)
+    legacy = io.BytesIO()
+    np.save(legacy, np.eye(2))  # state files written before the raw format still load
+    assert np.array_equal(_array(legacy.getvalue()), np.eye(2))
