@@ -322,9 +322,7 @@ def test_many_threads_create_the_same_files_at_once(tmp_path: Path) -> None:
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    # First use on this thread: lazy imports and first-time compiles happen here, not in 6
-    # threads at once (CPython 3.11.7 can raise "AST constructor recursion depth mismatch"
-    # when threads compile concurrently, gh-106905; unrelated to what this test checks).
+    # First use on this thread, so one-time imports happen here rather than in 6 threads.
     BanditState(tmp_path / "warm.sqlite", dim=3).record("small", np.ones(3), run_id="w")
     EscalationQueue(tmp_path / "warm-q.sqlite").list()
     for i in range(15):
