@@ -94,7 +94,7 @@ def trained_route_spec(route: Any, router_file: Path, rate: float) -> Any:
 
     from tandemlm.evaluation.metrics import threshold_for_rate
     from tandemlm.flows import load_flow
-    from tandemlm.nodes.routers.training import fit_router, load_table
+    from tandemlm.routing.training import fit_router, load_table
 
     table = load_table(HERE / "data" / "routellm" / "gsm8k_responses.csv")
     model = fit_router("logistic", table)
@@ -131,7 +131,7 @@ def main() -> int:
 
     items = load_dataset("gsm8k", limit=args.limit)
     if args.threads:  # the first load of a model file fixes its thread count
-        from tandemlm.nodes.models.llamacpp import get_llama
+        from tandemlm.models.llamacpp import get_llama
 
         get_llama("qwen2.5-coder-0.5b", 2048, n_threads=args.threads)
         get_llama("qwen2.5-coder-1.5b", 2048, n_threads=args.threads)

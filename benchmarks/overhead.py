@@ -27,7 +27,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
 
 from tandemlm.flows import compile_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel
+from tandemlm.models.fakes import KeyedChatModel
 from tandemlm.telemetry import enable_tracing
 
 

@@ -82,7 +82,7 @@ async def main() -> None:
     else:
         print("spaCy: no English model installed; skipped")
     if args.slm:
-        from tandemlm.nodes.models.llamacpp import ChatLlamaCpp
+        from tandemlm.models.llamacpp import ChatLlamaCpp
 
         configs.append((f"patterns + heuristic + {args.slm}", ("heuristic",),
                         ChatLlamaCpp(model=args.slm, max_tokens=48)))

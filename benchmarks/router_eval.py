@@ -31,14 +31,14 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from tandemlm.nodes.routers._features import text_stats
-    from tandemlm.nodes.routers.evaluation import (
+    from tandemlm.routing.evaluation import (
         cached_features,
         compare,
         cross_val_scores,
         format_rows,
         plot,
     )
-    from tandemlm.nodes.routers.training import load_table
+    from tandemlm.routing.training import load_table
 
     table = load_table(args.table)
     start = time.perf_counter()

@@ -28,8 +28,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from tandemlm.nodes.models.llamacpp import get_llama
-from tandemlm.nodes.tokenlevel import (
+from tandemlm.models.llamacpp import get_llama
+from tandemlm.decoding import (
     AdaptiveDraftLength,
     Decoder,
     GenerationResult,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tandemlm.evaluation.scorers import numeric
-from tandemlm.nodes.models.llamacpp import get_llama
-from tandemlm.nodes.tokenlevel import (
+from tandemlm.models.llamacpp import get_llama
+from tandemlm.decoding import (
     Decoder,
     RoutePolicy,
     autoregressive,

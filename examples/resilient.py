@@ -13,7 +13,7 @@ from _common import parse_args, with_overrides
 
 from tandemlm import compile_flow
 from tandemlm.flows.loader import load_flow
-from tandemlm.nodes.escalations import EscalationQueue
+from tandemlm.escalations import EscalationQueue
 
 args = parse_args(__doc__ or "", "Say hello in French.")
 data = with_overrides(load_flow("resilient"), args).to_dict()

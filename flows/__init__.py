@@ -5,7 +5,7 @@ from tandemlm.flows.compiler import CompiledFlow, RunResult, compile_flow
 from tandemlm.flows.loader import dump_yaml, load_flow, presets
 from tandemlm.flows.registry import node_types, register_node, register_router, router_types
 from tandemlm.flows.spec import FlowSettings, FlowSpec
-from tandemlm.flows.state import FlowState
+from tandemlm.core.state import FlowState
 
 __all__ = [
     "CompiledFlow",

@@ -11,23 +11,27 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.errors import GraphRecursionError
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from tandemlm.core import ledger
+from tandemlm.core.context import TandemContext
+from tandemlm.core.ledger import NodeScope
+from tandemlm.core.node import Node, NodeCall, NodeResult
+from tandemlm.core.state import lookup, state_schema
 from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError, TandemError
-from tandemlm.flows.context import TandemContext
 from tandemlm.flows.loader import load_flow
 from tandemlm.flows.spec import END, EdgeSpec, FlowSpec
-from tandemlm.flows.state import FlowState, lookup
 from tandemlm.flows.validate import CheckedFlow, check
-from tandemlm.nodes.base import Node, NodeCall
-from tandemlm.nodes.models.pool import ModelPool
-from tandemlm.nodes.route import decision_of
+from tandemlm.models.pool import ModelPool
+from tandemlm.nodes.routers.base import SMALL
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import metrics, runinfo
+from tandemlm.telemetry.guard import safely
 from tandemlm.telemetry.spans import add_event, set_attributes, span
 
 MAX_INPUT_CHARS = 200_000
@@ -42,10 +46,14 @@ class RunResult:
         answer: the final answer.
         answered_by: model name (from the spec) that produced it.
         path: node names in execution order (route decision nodes included).
-        steps: the audit list (node, model, decision).
-        decisions: routing decisions (router, score, threshold, choice, reason).
+        steps: the ledger: one entry per node execution (node, model, outputs, decision,
+            usage, large models called, errors).
+        decisions: routing and other decisions (kind as ``router``, score, threshold,
+            choice, reason).
         usage: per-model calls, tokens, cost and seconds.
         models: how each model name resolved (``provider:model``).
+        large_models: large models called (role other than ``slm``, or ``local: false``).
+        vars: every node output of the run except ``answer``.
     """
 
     flow: str
@@ -61,6 +69,7 @@ class RunResult:
     degraded: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    large_models: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (what ``tandem run --json`` prints)."""
@@ -68,46 +77,76 @@ class RunResult:
 
     @property
     def llm_called(self) -> bool:
-        return any(d.get("choice") == "large" for d in self.decisions)
+        """Whether a large model was called (the one definition: :func:`ledger.llm_called`)."""
+        return bool(self.large_models)
 
 
 def _wrap(name: str, node: Node, type_name: str) -> Any:
-    async def run_node(state: FlowState, runtime: Runtime[TandemContext]) -> dict[str, Any]:
+    declared = frozenset(node.writes())
+    reads = frozenset(node.reads())
+    attrs = {A.NODE: name, A.NODE_TYPE: type_name}
+
+    async def run_node(state: dict[str, Any], runtime: Runtime[TandemContext]) -> dict[str, Any]:
         context = runtime.context
-        attrs = {A.NODE: name, A.NODE_TYPE: type_name, A.FLOW: context.flow}
-        with span(f"node {name}", attrs) as current:
+        scope = context.recorder.scope(name, type_name, state, reads)
+        with span(f"node {name}", {**attrs, A.FLOW: context.flow}) as current:
             try:
-                update = await node.run(state, NodeCall(name, context))
+                result = await node.run(state, NodeCall(name, context, scope))
             except BudgetExceededError as exc:
                 if not _stops_gracefully(context):
                     context.extras.setdefault(FAILED_NODE, name)
                     raise
-                update = _budget_stop(name, state, exc)
+                return _budget_stop(scope, state, exc)
             except TandemError:
                 context.extras.setdefault(FAILED_NODE, name)
                 raise
             except Exception as exc:  # a bug or library error inside the node: name the node
                 context.extras.setdefault(FAILED_NODE, name)
                 raise NodeExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
-            update.setdefault("steps", [{"node": name}])
-            decision = update["steps"][-1].get("decision")
-            if decision:
-                set_attributes(
-                    current,
-                    {
-                        A.ROUTE: name,
-                        A.ROUTER_TYPE: decision.get("router"),
-                        A.ROUTER_SCORE: decision.get("score"),
-                        A.ROUTER_THRESHOLD: decision.get("threshold"),
-                        A.ROUTER_CHOICE: decision.get("choice"),
-                        A.ROUTER_REASON: decision.get("reason"),
-                        A.ROUTER_LATENCY_MS: decision.get("latency_ms"),
-                    },
-                )
+            update, decision = _update(name, result, scope, declared)
+            if decision and current.is_recording():
+                safely(set_attributes, current, _decision_attributes(name, decision))
             return update
 
     run_node.__name__ = f"node_{name}"
     return run_node
+
+
+def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str]
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The state update of one node execution: its outputs plus its ledger entry."""
+    if isinstance(result, NodeResult):
+        outputs = result.outputs
+        decision = result.decision.to_dict() if result.decision is not None else None
+        entry = scope.entry(outputs, decision=decision, credit=result.credit,
+                            meta=result.meta, step=result.step)
+    else:
+        outputs = dict(result or {})
+        decision = None
+        entry = scope.entry(outputs)
+    undeclared = outputs.keys() - declared
+    if undeclared:
+        raise NodeExecutionError(
+            name, f"returned undeclared output(s) {sorted(undeclared)}; declare them in outputs()"
+        )
+    update: dict[str, Any] = {**outputs, "ledger": [entry]}
+    if decision and decision.get("choice") is not None:
+        update["choices"] = {name: str(decision["choice"])}
+    if "answer" in outputs:
+        update["messages"] = [AIMessage(content=str(outputs["answer"] or ""))]
+    return update, decision
+
+
+def _decision_attributes(name: str, decision: dict[str, Any]) -> dict[str, Any]:
+    return {
+        A.ROUTE: name,
+        A.ROUTER_TYPE: decision.get("router"),
+        A.ROUTER_SCORE: decision.get("score"),
+        A.ROUTER_THRESHOLD: decision.get("threshold"),
+        A.ROUTER_CHOICE: decision.get("choice"),
+        A.ROUTER_REASON: decision.get("reason"),
+        A.ROUTER_LATENCY_MS: decision.get("latency_ms"),
+    }
 
 
 def _stops_gracefully(context: TandemContext) -> bool:
@@ -115,23 +154,22 @@ def _stops_gracefully(context: TandemContext) -> bool:
     return budget is not None and budget.on_exceed == "stop"
 
 
-def _budget_stop(name: str, state: FlowState, exc: BudgetExceededError) -> dict[str, Any]:
+def _budget_stop(scope: NodeScope, state: dict[str, Any], exc: BudgetExceededError) -> dict[str, Any]:
     """Skip a node whose model call would exceed the budget; keep the best answer so far."""
-    update: dict[str, Any] = {
-        "degraded": True,
-        "errors": [{"node": name, "error": f"budget: {exc}", "recovered": True}],
-        "steps": [{"node": name, "model": None, "decision": None, "output": None, "skipped": "budget"}],
-    }
+    scope.degraded = True
+    scope.errors.append({"node": scope.node, "error": f"budget: {exc}", "recovered": True})
+    update: dict[str, Any] = {}
+    credit = None
     if not state.get("answer"):
-        variables = state.get("vars") or {}
-        meta = state.get("meta") or {}
-        for step in reversed(state.get("steps") or []):
-            field = step.get("output")
-            if field and isinstance(variables.get(field), str) and variables[field]:
-                update["answer"] = variables[field]
-                update["answered_by"] = (meta.get(field) or {}).get("model") or step.get("model") or ""
+        for entry in reversed(state.get("ledger") or []):
+            text = next((state.get(o) for o in entry.get("outputs") or ()
+                         if isinstance(state.get(o), str) and state.get(o)), None)
+            if text:
+                update["answer"] = text
+                credit = entry.get("model") or ""
                 break
-    return update
+    entry = scope.entry(update, credit=credit, step={"skipped": "budget"})
+    return {**update, "ledger": [entry]}
 
 
 def _target(name: str) -> str:
@@ -144,23 +182,21 @@ MAX_FAN_OUT = 64
 def _fan_out(edge: EdgeSpec) -> Any:
     """The ``Send`` list of a map edge: one run of the target per item (at most 64)."""
 
-    def send(state: FlowState) -> list[Send]:
+    def send(state: dict[str, Any]) -> list[Send]:
         items = lookup(state, edge.map or "")
         if not isinstance(items, list) or not items:
             items = [state.get("input", "")]
-        variables = state.get("vars") or {}
-        return [
-            Send(edge.target, {**state, "vars": {**variables, edge.item: item}})
-            for item in items[:MAX_FAN_OUT]
-        ]
+        return [Send(edge.target, {**state, edge.item: item}) for item in items[:MAX_FAN_OUT]]
 
     return send
 
 
 def build_graph(checked: CheckedFlow) -> StateGraph:
-    """The uncompiled LangGraph ``StateGraph`` of a checked flow."""
+    """The uncompiled LangGraph ``StateGraph`` of a checked flow (state schema generated
+    from the nodes' declared outputs)."""
     spec = checked.spec
-    graph: StateGraph = StateGraph(FlowState, context_schema=TandemContext)
+    schema = state_schema(_identifier(spec.name), checked.channels, dict.fromkeys(checked.items))
+    graph: StateGraph = StateGraph(schema, context_schema=TandemContext)
     for name, node in checked.nodes.items():
         graph.add_node(name, _wrap(name, node, checked.node_types[name]))
     for entry in spec.entries():
@@ -175,13 +211,18 @@ def build_graph(checked: CheckedFlow) -> StateGraph:
         route_name = route.node_name()
         graph.add_edge(route.source, route_name)
 
-        def pick(state: FlowState, _route: str = route_name) -> str:
-            return decision_of(state, _route)
+        def pick(state: dict[str, Any], _route: str = route_name) -> str:
+            return str((state.get("choices") or {}).get(_route, SMALL))
 
         graph.add_conditional_edges(
             route_name, pick, {choice: _target(t) for choice, t in route.branches.items()}
         )
     return graph
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "_" for c in name).strip("_") or "Flow"
+    return cleaned[0].upper() + cleaned[1:]
 
 
 class CompiledFlow:
@@ -213,6 +254,7 @@ class CompiledFlow:
         self.graph = build_graph(checked).compile(checkpointer=saver, name=self.spec.name)
         self._graph_json = runinfo.flow_graph_json(self.spec, checked.node_types)
         self._roles = {name: spec.role for name, spec in self.spec.models.items()}
+        self._step_limit = self.spec.settings.step_limit() + len(self.spec.routes) * 4
 
     @property
     def name(self) -> str:
@@ -257,22 +299,30 @@ class CompiledFlow:
             raise SpecError("input", "the question is empty")
         if len(question) > MAX_INPUT_CHARS:
             raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
-        run_id = uuid.uuid4().hex
-        context = self.context(capture_content=capture_content)
-        context.extras["run_id"] = run_id
-        config: dict[str, Any] = {"recursion_limit": self.spec.settings.step_limit() + len(self.spec.routes) * 4}
-        if thread_id:
-            config["configurable"] = {"thread_id": thread_id}
+        config = self._config(thread_id)
         initial: dict[str, Any] = {
             "input": question,
             "messages": [HumanMessage(content=question)],
-            "vars": dict(variables or {}),
+            "variables": dict(variables or {}),
             "answer": "",
-            "answered_by": "",
-            "degraded": False,
         }
-        if thread_id:  # per-turn fields restart (None clears); messages and meta carry over
-            initial.update({"steps": None, "usage": None, "errors": None, "evidence": None})
+        if thread_id:  # per-turn channels restart (None clears); messages carry over
+            initial["ledger"] = None
+            initial.update({c: None for c, reducer in self.checked.channels.items() if reducer})
+        return await self._traced_run(initial, config, capture_content)
+
+    def _config(self, thread_id: str | None) -> dict[str, Any]:
+        config: dict[str, Any] = {"recursion_limit": self._step_limit}
+        if thread_id:
+            config["configurable"] = {"thread_id": thread_id}
+        return config
+
+    async def _traced_run(self, initial: dict[str, Any] | None, config: dict[str, Any],
+                          capture_content: bool | None) -> RunResult:
+        """Run (or resume) inside the run span; record run attributes and metrics."""
+        run_id = uuid.uuid4().hex
+        context = self.context(capture_content=capture_content)
+        context.extras["run_id"] = run_id
         attrs = {
             A.FLOW: self.spec.name,
             A.RUN_ID: run_id,
@@ -284,28 +334,17 @@ class CompiledFlow:
             try:
                 state = await self._invoke(initial, config, context)
             except BaseException as exc:
-                set_attributes(
-                    run_span,
-                    {
-                        A.RUN_STATUS: "error",
-                        A.RUN_ERROR_NODE: getattr(exc, "node", None)
-                        or context.extras.get(FAILED_NODE),
-                    },
-                )
-                metrics.record_run(
-                    flow=self.spec.name, escalations=context.counters.escalations, status="error"
-                )
+                safely(set_attributes, run_span, {
+                    A.RUN_STATUS: "error",
+                    A.RUN_ERROR_NODE: getattr(exc, "node", None) or context.extras.get(FAILED_NODE),
+                })
+                safely(metrics.record_run, flow=self.spec.name,
+                       escalations=context.recorder.escalations, status="error")
                 raise
             if run_span.is_recording():
-                set_attributes(
-                    run_span,
-                    runinfo.run_attributes(state, self._roles, context.counters.escalations),
-                )
-                for event in runinfo.error_events(state):
-                    add_event(run_span, A.ERROR_EVENT, event)
-            metrics.record_run(
-                flow=self.spec.name, escalations=context.counters.escalations, status="ok"
-            )
+                safely(_record_run_span, run_span, state, self._roles, context.recorder.escalations)
+            safely(metrics.record_run, flow=self.spec.name,
+                   escalations=context.recorder.escalations, status="ok")
         return self._result(state, run_id, time.perf_counter() - start)
 
     async def _invoke(
@@ -315,7 +354,15 @@ class CompiledFlow:
         # "sync": a node's checkpoint is written before the next node starts, so a killed
         # run resumes without repeating any node that had completed.
         durability = "sync" if graph.checkpointer is not None else None
-        return await graph.ainvoke(initial, config=config, context=context, durability=durability)
+        try:
+            return await graph.ainvoke(initial, config=config, context=context, durability=durability)
+        except GraphRecursionError:
+            context.extras.setdefault(FAILED_NODE, None)
+            raise BudgetExceededError(
+                f"flow {self.spec.name!r} ran more than {self._step_limit} graph steps; "
+                f"settings.max_steps ({self.spec.settings.step_limit()}) bounds node executions "
+                "per run (loops included): raise it, or make the loop's route end sooner"
+            ) from None
 
     async def _graph(self) -> Any:
         """The compiled graph; with a SQLite path, bound to this loop's shared saver."""
@@ -341,21 +388,11 @@ class CompiledFlow:
         """
         if not self._checkpoint_path and self.graph.checkpointer is None:
             raise SpecError("checkpointer", "resuming needs a flow compiled with a checkpointer")
-        config: dict[str, Any] = {
-            "recursion_limit": self.spec.settings.step_limit() + len(self.spec.routes) * 4,
-            "configurable": {"thread_id": thread_id},
-        }
+        config = self._config(thread_id)
         graph = await self._graph()
         if not (await graph.aget_state(config)).values:
             raise SpecError("thread_id", f"no checkpoint for thread {thread_id!r} to resume")
-        run_id = uuid.uuid4().hex
-        context = self.context(capture_content=capture_content)
-        context.extras["run_id"] = run_id
-        attrs = {A.FLOW: self.spec.name, A.RUN_ID: run_id, A.GEN_AI_OPERATION: "invoke_workflow"}
-        start = time.perf_counter()
-        with span(f"invoke_workflow {self.spec.name}", attrs):
-            state = await self._invoke(None, config, context)
-        return self._result(state, run_id, time.perf_counter() - start)
+        return await self._traced_run(None, config, capture_content)
 
     def resume(self, thread_id: str, **kwargs: Any) -> RunResult:
         """Synchronous :meth:`aresume`."""
@@ -366,22 +403,31 @@ class CompiledFlow:
         return asyncio.run(self.arun(question, **kwargs))
 
     def _result(self, state: dict[str, Any], run_id: str, seconds: float) -> RunResult:
-        steps = list(state.get("steps") or [])
+        steps = ledger.entries(state)
+        outputs = {c: state[c] for c in self.checked.channels if c != "answer" and c in state}
         return RunResult(
             flow=self.spec.name,
             run_id=run_id,
             answer=str(state.get("answer") or ""),
-            answered_by=state.get("answered_by") or None,
+            answered_by=ledger.answered_by(steps) or None,
             path=[s.get("node", "?") for s in steps],
             steps=steps,
-            decisions=[s["decision"] for s in steps if s.get("decision")],
-            usage=dict(state.get("usage") or {}),
+            decisions=ledger.decisions(steps),
+            usage=ledger.usage(steps),
             models=self.models.describe(),
             seconds=seconds,
-            degraded=bool(state.get("degraded")),
-            errors=list(state.get("errors") or []),
-            vars=dict(state.get("vars") or {}),
+            degraded=ledger.degraded(steps),
+            errors=ledger.errors(steps),
+            vars=outputs,
+            large_models=ledger.large_models_called(steps),
         )
+
+
+def _record_run_span(run_span: Any, state: dict[str, Any], roles: Mapping[str, str | None],
+                     escalations: int) -> None:
+    set_attributes(run_span, runinfo.run_attributes(state, roles, escalations))
+    for event in runinfo.error_events(state):
+        add_event(run_span, A.ERROR_EVENT, event)
 
 
 def compile_flow(

@@ -1,11 +1,12 @@
 """``privacy: strict``: no raw user input or local data may reach a non-local model unfiltered.
 
-A static data-flow check over the validated graph. Private sources are the raw ``input``
-and ``messages``, the outputs of nodes that read local stores (retrieved documents) or
-declare ``private_source`` (``local_context``), and the placeholder mapping a
-``privacy_filter`` keeps. Privacy travels through every node that reads a private field
-(a local SLM's summary of the input is as private as the input); only a
-``privacy_filter``'s output is clean. Every field a non-local model sees is traced back
+A static data-flow check over the validated graph, using only what nodes declare. Private
+sources are the raw ``input``, ``messages`` and run ``variables``, the outputs of nodes that
+read local stores (retrieved documents), and outputs declared ``Port(private=True)``
+(``local_context``, the placeholder mapping a ``privacy_filter`` keeps). Privacy travels
+through every node that reads a private field (a local SLM's summary of the input is as
+private as the input); an output declared ``Port(private=False)`` (a ``privacy_filter``'s
+masked text) is clean. Every field a non-local model sees is traced back
 through the producers that can run before it; the first private origin found is reported
 with the node path it takes.
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 from tandemlm.errors import SpecError
 from tandemlm.flows.spec import END, FlowSpec
-from tandemlm.nodes.base import Node
+from tandemlm.core.node import Node
 
-RAW_FIELDS = frozenset({"input", "messages"})
+RAW_FIELDS = frozenset({"input", "messages", "variables"})
 
 
 def _ancestors(successors: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -39,24 +40,14 @@ def _ancestors(successors: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
-def _model_reads(node: Node, param: str) -> set[str]:
-    """Fields the model named by ``param`` sees (nodes with several models may narrow it)."""
-    narrowed = getattr(node, "model_reads", None)
-    return set(narrowed(param)) if callable(narrowed) else node.reads()
-
-
 class _Tracer:
     def __init__(self, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
-        from tandemlm.nodes.privacy import PRIVATE_KEY, PrivacyFilter
-
         self.nodes = nodes
         self.before = _ancestors(successors)
         self.producers: dict[str, list[str]] = {}
         for name, node in nodes.items():
             for field in node.writes():
                 self.producers.setdefault(field, []).append(name)
-        self.private_key = PRIVATE_KEY
-        self.filter_type = PrivacyFilter
 
     def origin(self, field: str, consumer: str, visiting: frozenset[tuple[str, str]]) -> tuple[str, list[str]] | None:
         """``(what, path)`` when a private value can reach ``consumer`` through ``field``."""
@@ -67,15 +58,14 @@ class _Tracer:
             if producer not in self.before.get(consumer, set()) or key in visiting:
                 continue
             node = self.nodes[producer]
-            if isinstance(node, self.filter_type):
-                if field == self.private_key:
-                    return "the placeholder mapping '_private'", [producer]
-                continue  # a filter's output is clean
+            port = node.outputs()[field]
+            if port.private is False:
+                continue  # declared clean (a privacy filter's masked text)
+            if port.private:
+                return f"{port.doc or 'local data'} {field!r}", [producer]
             if node.store_refs():
                 stores = ", ".join(sorted(node.store_refs().values()))
                 return f"local documents from store {stores!r}", [producer]
-            if getattr(node, "private_source", False):
-                return f"local data {field!r}", [producer]
             for read in sorted(node.reads()):
                 found = self.origin(read, producer, visiting | {key})
                 if found:
@@ -98,7 +88,7 @@ def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, 
         for param, model in sorted(node.model_refs().items()):
             if model not in spec.models or spec.models[model].local:
                 continue
-            for field in sorted(_model_reads(node, param)):
+            for field in sorted(node.model_inputs(param)):
                 found = tracer.origin(field, name, frozenset())
                 if not found:
                     continue

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tandemlm.errors import SpecError
 
 if TYPE_CHECKING:
-    from tandemlm.nodes.base import Node
+    from tandemlm.core.node import Node
     from tandemlm.nodes.routers.base import Router
 
 NODE_GROUP = "tandemlm.nodes"

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from tandemlm.errors import SpecError
 from tandemlm.flows.loader import validation_error
 from tandemlm.flows.registry import node_type, router_type
+from tandemlm.core.node import Node, Port
+from tandemlm.core.state import BUILTIN_CHANNELS, RESERVED
 from tandemlm.flows.spec import END, FlowSpec
-from tandemlm.nodes.base import Node
 from tandemlm.nodes.route import RouteNode
 from tandemlm.nodes.routers.base import Router
 
-BUILTIN_FIELDS = frozenset({"input", "answer", "answered_by", "messages", "degraded"})
+BUILTIN_FIELDS = BUILTIN_CHANNELS
 
 
 @dataclass
@@ -26,6 +28,8 @@ class CheckedFlow:
     nodes: dict[str, Node]  # user nodes and inserted route nodes
     node_types: dict[str, str]
     successors: dict[str, set[str]]
+    channels: dict[str, Any]  # declared output -> reducer (None: single writer)
+    items: set[str]  # map-edge item names (each fanned-out run's own value)
 
 
 def _known(names: Iterable[str]) -> str:
@@ -93,12 +97,10 @@ def check(spec: FlowSpec) -> CheckedFlow:
         nodes[name] = _build_node(spec, name)
         types[name] = node_spec.type
         _check_refs(spec, name, nodes[name], f"nodes.{name}")
-        validate_models = getattr(nodes[name], "validate_models", None)
-        if validate_models is not None:  # node-specific model checks (e.g. token-level pairs)
-            try:
-                validate_models(spec)
-            except SpecError as exc:
-                raise SpecError(f"nodes.{name}.{exc.path}", exc.message) from None
+        try:  # node-specific requirements (e.g. token-level pairs)
+            nodes[name].check(spec)
+        except SpecError as exc:
+            raise SpecError(f"nodes.{name}.{exc.path}", exc.message) from None
 
     targets = set(spec.nodes) | {END}
     successors: dict[str, set[str]] = {name: set() for name in spec.nodes}
@@ -171,14 +173,17 @@ def check(spec: FlowSpec) -> CheckedFlow:
             f"loop {' -> '.join(cycle)} has no bound; set settings.max_steps to cap node executions",
         )
 
-    produced = set(BUILTIN_FIELDS)
-    for node in nodes.values():
-        produced |= node.writes()
+    channels = _channels(spec, nodes)
+    produced = set(BUILTIN_FIELDS) | set(channels)
+    items: set[str] = set()
     for i, edge in enumerate(spec.edges):  # a map edge hands each item to its target
         if edge.map is not None:
             if edge.map not in produced:
                 raise SpecError(f"edges[{i}].map", f"no node writes {edge.map!r} (known: {_known(produced)})")
-            produced.add(edge.item)
+            if edge.item in channels or edge.item in BUILTIN_FIELDS:
+                raise SpecError(f"edges[{i}].as", f"{edge.item!r} is already a state field; name the item otherwise")
+            items.add(edge.item)
+    produced |= items
     for name, node in nodes.items():
         unknown = node.reads() - produced
         if unknown:
@@ -189,4 +194,91 @@ def check(spec: FlowSpec) -> CheckedFlow:
         from tandemlm.flows.privacy_check import check_privacy
 
         check_privacy(spec, nodes, successors)
-    return CheckedFlow(spec=spec, nodes=nodes, node_types=types, successors=successors)
+    _check_writers(spec, nodes, successors)
+    return CheckedFlow(spec=spec, nodes=nodes, node_types=types, successors=successors,
+                       channels=channels, items=items)
+
+
+def _where(spec: FlowSpec, name: str) -> str:
+    return f"nodes.{name}" if name in spec.nodes else f"routes.{name}"
+
+
+def _channels(spec: FlowSpec, nodes: dict[str, Node]) -> dict[str, Any]:
+    """Declared outputs -> reducer; writers of one output must agree on its reducer."""
+    channels: dict[str, Any] = {}
+    declared_by: dict[str, str] = {}
+    for name, node in nodes.items():
+        for output, port in node.outputs().items():
+            if not isinstance(port, Port):
+                raise SpecError(_where(spec, name), f"output {output!r} must be declared as a Port")
+            if output in RESERVED:
+                raise SpecError(_where(spec, name), f"{output!r} is a built-in state field; write another output")
+            if output in channels and channels[output] is not port.reducer:
+                raise SpecError(
+                    _where(spec, name),
+                    f"output {output!r} is an aggregate for one writer and not for another "
+                    f"({declared_by[output]!r}); give one of them another output",
+                )
+            channels[output] = port.reducer
+            declared_by.setdefault(output, name)
+    return channels
+
+
+def _reach(successors: dict[str, set[str]]) -> dict[str, set[str]]:
+    """For each node, the nodes reachable from it (itself included)."""
+    out: dict[str, set[str]] = {}
+    for start in successors:
+        seen = {start}
+        frontier = list(successors.get(start, ()))
+        while frontier:
+            current = frontier.pop()
+            if current != END and current not in seen:
+                seen.add(current)
+                frontier.extend(successors.get(current, ()))
+        out[start] = seen
+    return out
+
+
+def _check_writers(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
+    """Single writer per output: two nodes that can run at the same time must not write one
+    output unless it is an aggregate (a reducer merges the writes), and a map edge's target
+    (run once per item, concurrently) may only write aggregates."""
+    writers: dict[str, list[str]] = {}
+    single: set[str] = set()
+    for name, node in nodes.items():
+        for output, port in node.outputs().items():
+            writers.setdefault(output, []).append(name)
+            if not port.aggregate:
+                single.add(output)
+    for i, edge in enumerate(spec.edges):
+        if edge.map is None:
+            continue
+        plain = sorted(set(nodes[edge.target].writes()) & single)
+        if plain:
+            raise SpecError(
+                f"edges[{i}].map",
+                f"node {edge.target!r} runs once per item at the same time but writes "
+                f"{_known(plain)}, which only one writer may write; declare the output an "
+                f"aggregate (a Port with a reducer) or do not fan out to {edge.target!r}",
+            )
+    reach = _reach(successors)
+    forks: list[list[str]] = [list(spec.entries())] if len(spec.entries()) > 1 else []
+    for name, targets in successors.items():
+        if name in nodes and not isinstance(nodes[name], RouteNode) and len(targets - {END}) > 1:
+            forks.append(sorted(targets - {END}))
+    for output in sorted(single):
+        names = sorted(writers[output])
+        for a_index, a in enumerate(names):
+            for b in names[a_index + 1:]:
+                if b in reach.get(a, ()) or a in reach.get(b, ()):
+                    continue  # one always runs after the other
+                for branches in forks:
+                    side_a = {t for t in branches if a in reach.get(t, ())}
+                    side_b = {t for t in branches if b in reach.get(t, ())}
+                    if side_a and side_b and (side_a != side_b or len(side_a) > 1):
+                        raise SpecError(
+                            _where(spec, b),
+                            f"nodes {a!r} and {b!r} can run at the same time and both write "
+                            f"{output!r}; give one of them another output, or declare "
+                            f"{output!r} an aggregate (a Port with a reducer)",
+                        )

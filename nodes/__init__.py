@@ -1,7 +1,7 @@
-"""Node types, routers and the model layer."""
+"""Graph node and router types. The node contract lives in :mod:`tandemlm.core.node`."""
 
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.node import Decision, Node, NodeCall, NodeResult, Port
 from tandemlm.nodes.generate import Accept, Generate
 from tandemlm.nodes.route import RouteNode
 
-__all__ = ["Accept", "Generate", "Node", "NodeCall", "RouteNode"]
+__all__ = ["Accept", "Decision", "Generate", "Node", "NodeCall", "NodeResult", "Port", "RouteNode"]

@@ -8,10 +8,10 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
 from tandemlm.errors import ModelUnavailableError
-from tandemlm.flows.state import FlowState, write
+from tandemlm.core.state import FlowState, write
 from tandemlm.nodes import structured
-from tandemlm.nodes.base import Node, NodeCall
-from tandemlm.nodes.models.call import call_model
+from tandemlm.core.node import Node, NodeCall
+from tandemlm.models.call import call_model
 from tandemlm.nodes.template import fields, render
 
 SCHEMA = {"subquestions": "list[str]"}

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from tandemlm.flows.state import FlowState, lookup, write
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.state import FlowState, lookup, write
+from tandemlm.core.node import Node, NodeCall
 
 
 def merge_hits(hits: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

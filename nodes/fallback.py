@@ -1,7 +1,7 @@
 """``fallback``: ask the large model; if it is unreachable or slow, the small one answers.
 
 The degraded answer is marked (``degraded: true`` plus a recovered error record) and the
-question is queued persistently (:mod:`tandemlm.nodes.escalations`) for
+question is queued persistently (:mod:`tandemlm.escalations`) for
 ``tandem escalations replay``. A per-process circuit breaker stops calling an endpoint
 after ``failures`` consecutive failures, for ``cooldown`` seconds.
 """
@@ -18,10 +18,10 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.state import FlowState
+from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.generate import answer_update
-from tandemlm.nodes.models.call import call_model
+from tandemlm.models.call import call_model
 from tandemlm.nodes.template import fields, render
 
 
@@ -124,7 +124,7 @@ class Fallback(Node):
     async def _degraded(
         self, state: FlowState, call: NodeCall, messages: list[BaseMessage], reason: str
     ) -> dict[str, Any]:
-        from tandemlm.nodes.escalations import EscalationQueue
+        from tandemlm.escalations import EscalationQueue
 
         queue = EscalationQueue(self.queue)
         item = queue.add(

@@ -9,10 +9,10 @@ from typing import Any, Literal
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field, model_validator
 
-from tandemlm.flows.state import FlowState, lookup
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.state import FlowState, lookup
+from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.generate import answer_update
-from tandemlm.nodes.models.call import call_model
+from tandemlm.models.call import call_model
 
 _FINAL = re.compile(r"(?:answer|####)\s*[:=]?\s*\$?(-?[\d,]*\.?\d+)", re.IGNORECASE)
 _NUM = re.compile(r"-?\d[\d,]*\.?\d*")
@@ -156,7 +156,7 @@ class Fuse(Node):
     async def _best_of(
         self, state: FlowState, call: NodeCall, candidates: list[dict[str, Any]]
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        from tandemlm.flows.state import merge_usage
+        from tandemlm.core.state import merge_usage
         from tandemlm.nodes.routers._yesno import p_yes
 
         usage: dict[str, Any] = {}

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from collections.abc import Mapping
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ConfigDict, Field, field_validator
 
-from tandemlm.flows.state import FlowState, lookup, write
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
 from tandemlm.nodes import structured
-from tandemlm.nodes.base import Node, NodeCall
-from tandemlm.nodes.models.call import call_model
 from tandemlm.nodes.template import fields
-from tandemlm.telemetry.hops import hop_inputs
-
-
-def answer_update(text: str, model: str | None) -> dict[str, Any]:
-    """State update that makes ``text`` the final answer, credited to ``model``."""
-    update: dict[str, Any] = {"answer": text, "messages": [AIMessage(content=text)]}
-    if model:
-        update["answered_by"] = model
-    return update
 
 
 class Generate(Node):
@@ -61,13 +54,14 @@ class Generate(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        return fields(self.prompt) | fields(self.system or "") | ({"messages"} if self.history else set())
+    def inputs(self) -> dict[str, Any]:
+        names = fields(self.prompt) | fields(self.system or "") | ({"messages"} if self.history else set())
+        return dict.fromkeys(sorted(names), Any)
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(dict if self.schema_ else str)}
 
-    def messages(self, state: FlowState) -> list[BaseMessage]:
+    def messages(self, state: Mapping[str, Any]) -> list[BaseMessage]:
         """The chat messages this node sends for ``state``."""
         from tandemlm.nodes.template import render
 
@@ -82,34 +76,19 @@ class Generate(Node):
         out.append(HumanMessage(content=prompt))
         return out
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if self.max_tokens:
             options["max_tokens"] = self.max_tokens
-        reply = await call_model(
-            call,
-            self.model,
-            self.messages(state),
-            logprobs=self.logprobs,
-            sources=hop_inputs(state, self.reads()),
-            **options,
-        )
-        update: dict[str, Any] = {**reply.usage(), "meta": {self.output: reply.meta()}}
+        reply = await call.chat(self.model, self.messages(state), logprobs=self.logprobs, **options)
         value: Any = reply.text
         if self.schema_:
             try:
                 value = structured.parse(reply.text, self.schema_)
             except ValueError as exc:
                 value = {}
-                update["errors"] = [
-                    {"node": call.name, "error": f"structured output: {exc}", "recovered": True}
-                ]
-        if self.output == "answer":
-            update.update(answer_update(str(value), self.model))
-        else:
-            update.update(write(self.output, value))
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+                call.error(f"structured output: {exc}")
+        return {self.output: value}
 
 
 class Accept(Node):
@@ -123,15 +102,15 @@ class Accept(Node):
 
     field: str = "draft"
 
-    def reads(self) -> set[str]:
-        return {self.field}
+    def inputs(self) -> dict[str, Any]:
+        return {self.field: Any}
 
-    def writes(self) -> set[str]:
-        return {"answer"}
+    def outputs(self) -> dict[str, Port]:
+        return {"answer": Port(str)}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         text = lookup(state, self.field)
-        model = ((state.get("meta") or {}).get(self.field) or {}).get("model")
-        update = answer_update("" if text is None else str(text), model)
-        update["steps"] = [{"node": call.name, "model": model, "output": "answer"}]
-        return update
+        return NodeResult(
+            outputs={"answer": "" if text is None else str(text)},
+            credit=meta_of(state, self.field).get("model"),
+        )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.state import FlowState
+from tandemlm.core.node import Node, NodeCall
 
 
 class Passthrough(Node):

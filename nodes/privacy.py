@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field, field_validator
 
-from tandemlm.flows.state import FlowState, lookup, write
+from tandemlm.core.state import FlowState, lookup, write
 from tandemlm.nodes import pii
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.generate import answer_update
-from tandemlm.nodes.models.call import call_model
+from tandemlm.models.call import call_model
 
 PRIVATE_KEY = "_private"
 """``vars`` key of the placeholder mapping (``{"<EMAIL_1>": "ana@example.com"}``)."""
@@ -204,7 +204,7 @@ class PrivacyFilter(Node):
         return Redactor().redact(text, entities)[0], len(entities)
 
     async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
-        from tandemlm.flows.state import merge_usage
+        from tandemlm.core.state import merge_usage
 
         redactor = Redactor((state.get("vars") or {}).get(PRIVATE_KEY))
         call.context.extras.setdefault("redact", self.capture_redactor)

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from tandemlm.errors import SpecError
-from tandemlm.flows.state import FlowState, write
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.state import FlowState, write
+from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.template import fields, render
 from tandemlm.stores.traced import traced_search
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from tandemlm.core.node import Decision, Node, NodeCall, NodeResult
 from tandemlm.errors import BudgetExceededError
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import Node, NodeCall
 from tandemlm.nodes.routers.base import LARGE, SMALL, Router
-
-
-def decision_of(state: FlowState, route: str) -> str:
-    """The choice recorded by route node ``route`` (used by the conditional edge)."""
-    return str(((state.get("meta") or {}).get(route) or {}).get("choice", SMALL))
 
 
 class RouteNode(Node):
@@ -26,21 +21,22 @@ class RouteNode(Node):
     def model_refs(self) -> dict[str, str]:
         return {f"router.{k}": v for k, v in self.router.model_refs().items()}
 
-    def reads(self) -> set[str]:
-        return self.router.reads()
+    def inputs(self) -> dict[str, Any]:
+        return dict.fromkeys(self.router.reads(), Any)
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         start = time.perf_counter()
         verdict = await self.router.score(state, call)
         score = min(1.0, max(0.0, float(verdict.score)))
         choice = self.router.choose(score)
         reason = verdict.reason
         budget = call.context.settings.budget
+        recorder = call.context.recorder
         if (
             choice == LARGE
             and budget
             and budget.max_escalations is not None
-            and call.context.counters.escalations >= budget.max_escalations
+            and recorder.escalations >= budget.max_escalations
         ):
             if budget.on_exceed == "error":
                 raise BudgetExceededError(
@@ -49,17 +45,13 @@ class RouteNode(Node):
                 )
             choice, reason = SMALL, f"{reason}; budget max_escalations reached"
         if choice == LARGE:
-            call.context.counters.add(escalations=1)
-        decision = {
-            "router": self.router.type_name,
-            "score": round(score, 6),
-            "threshold": self.router.threshold,
-            "choice": choice,
-            "reason": reason,
-            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-            **({"details": verdict.details} if verdict.details else {}),
-        }
-        return {
-            "meta": {call.name: decision},
-            "steps": [{"node": call.name, "model": None, "decision": decision}],
-        }
+            recorder.add(escalations=1)
+        return NodeResult(decision=Decision(
+            kind=self.router.type_name,
+            choice=choice,
+            reason=reason,
+            score=round(score, 6),
+            threshold=self.router.threshold,
+            latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            details=verdict.details or None,
+        ))

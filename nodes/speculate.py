@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tandemlm.nodes.tokenlevel.models import TokenModel
-from tandemlm.nodes.tokenlevel.node import TokenLevelNode
-from tandemlm.nodes.tokenlevel.speculative import (
+from tandemlm.decoding.models import TokenModel
+from tandemlm.nodes.tokenlevel import TokenLevelNode
+from tandemlm.decoding.speculative import (
     AdaptiveDraftLength,
     Drafter,
     GenerationResult,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from tandemlm.flows.state import FlowState, lookup
+from tandemlm.core.state import lookup
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}")
 
@@ -30,7 +31,7 @@ def _format(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def render(template: str, state: FlowState) -> str:
+def render(template: str, state: Mapping[str, Any]) -> str:
     """Fill a template from the state (top-level fields or ``vars``)."""
 
     def substitute(match: re.Match[str]) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import Field
 
-from tandemlm.nodes.tokenlevel.models import TokenModel
-from tandemlm.nodes.tokenlevel.node import TokenLevelNode
-from tandemlm.nodes.tokenlevel.routing import RoutedResult, RoutePolicy, token_route
-from tandemlm.nodes.tokenlevel.speculative import GenerationResult
+from tandemlm.decoding.models import TokenModel
+from tandemlm.nodes.tokenlevel import TokenLevelNode
+from tandemlm.decoding.routing import RoutedResult, RoutePolicy, token_route
+from tandemlm.decoding.speculative import GenerationResult
 
 __all__ = ["TokenRoute"]
 

@@ -17,11 +17,11 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
-from tandemlm.flows.state import FlowState, lookup, merge_usage, write
+from tandemlm.core.state import FlowState, lookup, merge_usage, write
 from tandemlm.nodes import structured
-from tandemlm.nodes.base import Node, NodeCall
+from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.generate import answer_update
-from tandemlm.nodes.models.call import ModelReply, call_model
+from tandemlm.models.call import ModelReply, call_model
 from tandemlm.nodes.template import fields, render
 from tandemlm.telemetry.hops import hop_inputs
 

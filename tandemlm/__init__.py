@@ -25,7 +25,7 @@ from tandemlm.flows import (
     load_flow,
     presets,
 )
-from tandemlm.nodes.models import KeyedChatModel, ModelSpec, ScriptedChatModel
+from tandemlm.models import KeyedChatModel, ModelSpec, ScriptedChatModel
 
 __version__ = "0.1.0"
 

@@ -1,13 +1,12 @@
 """Cross-model hops: which earlier outputs feed a model call, and who produced them.
 
 A *hop* is text produced by one node (usually with a model) that becomes input to another
-model. Nodes describe their inputs with :func:`hop_inputs` and pass the result to
-``call_model(..., sources=...)``; the model layer records one ``tandem.hop`` event per
-source on the receiving ``chat`` span.
+model. The hops of a model call are computed from the calling node's declared inputs and
+the ledger (who wrote each input, with which model); the model layer records one
+``tandem.hop`` event per source on the receiving ``chat`` span.
 
-Contract with privacy filters: a node that rewrites a field may record how many entities
-it masked as ``meta[<field>]["redactions"]`` (an int); hops from that field report it as
-``tandem.hop.redactions``.
+A node that rewrites a field may report how many entities it masked as output metadata
+``redactions`` (an int); hops from that field report it as ``tandem.hop.redactions``.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from tandemlm.core.ledger import producer_of
 
 SKIP_FIELDS = frozenset({"messages"})
 
@@ -30,11 +31,6 @@ class HopInput:
     chars: int
     tokens: int
     redactions: int | None = None
-
-
-def _lookup(state: Mapping[str, Any], name: str) -> Any:
-    variables = state.get("vars") or {}
-    return variables[name] if name in variables else state.get(name)
 
 
 def _text_of(value: Any) -> str:
@@ -52,30 +48,24 @@ def hop_inputs(state: Mapping[str, Any], fields: Iterable[str]) -> list[HopInput
     """Sources among ``fields`` that a node (not the user) produced earlier in the run.
 
     Args:
-        state: the current flow state.
-        fields: top-level state fields the calling node reads (e.g. ``node.reads()``).
+        state: the current flow state (its ``ledger`` names each output's producer).
+        fields: state fields the calling node reads (its declared inputs).
 
     Returns:
         One :class:`HopInput` per produced field, in field-name order. ``tokens`` is the
         producing model's output token count when known, else an estimate.
     """
-    wanted = {f for f in fields if f not in SKIP_FIELDS}
-    if not wanted:
+    wanted = sorted(f for f in fields if f not in SKIP_FIELDS)
+    if not wanted or not state.get("ledger"):
         return []
-    producers: dict[str, dict[str, Any]] = {}
-    for step in state.get("steps") or []:
-        output = step.get("output")
-        if output in wanted:
-            producers[output] = dict(step)
-    meta_all = state.get("meta") or {}
     out = []
-    for name in sorted(producers):
-        value = _lookup(state, name)
-        if value is None:
+    for name in wanted:
+        step = producer_of(state, name)
+        value = state.get(name)
+        if step is None or value is None:
             continue
         text = _text_of(value)
-        meta = meta_all.get(name) or {}
-        step = producers[name]
+        meta = (step.get("meta") or {}).get(name) or {}
         model = step.get("model") or meta.get("model")
         tokens = meta.get("output_tokens") if model and meta.get("model") == model else None
         redactions = meta.get("redactions")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from tandemlm.core import ledger
 from tandemlm.telemetry import attributes as A
 
 START, END = "__start__", "__end__"
@@ -41,36 +42,33 @@ def flow_graph_json(spec: Any, node_types: Mapping[str, str] | None = None) -> s
     return json.dumps(flow_graph(spec, node_types), separators=(",", ":"))
 
 
-def _is_large(name: str, role: str | None) -> bool:
-    if role:
-        return role != "slm"
-    return name != "slm"
-
-
 def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], escalations: int) -> dict[str, Any]:
-    """Totals for the run span from the final state.
+    """Totals for the run span, read from the final state's ledger.
 
     Args:
         state: the final flow state.
-        roles: ``{model name: role}`` from the flow's model specs.
+        roles: ``{model name: role}`` from the flow's model specs (kept for callers; the
+            ledger already says which calls went to a large model).
         escalations: route decisions that chose the large model.
     """
-    usage: dict[str, dict[str, float]] = dict(state.get("usage") or {})
-    steps = list(state.get("steps") or [])
+    steps = ledger.entries(state)
+    usage = ledger.usage(steps)
+    large = ledger.large_models_called(steps)
     calls = sum(int(u.get("calls", 0)) for u in usage.values())
-    llm_calls = sum(int(u.get("calls", 0)) for n, u in usage.items() if _is_large(n, roles.get(n)))
+    llm_calls = sum(int(u.get("calls", 0)) for n, u in usage.items() if n in large)
     return {
         A.RUN_STATUS: "ok",
         A.RUN_PATH: [str(s.get("node", "?")) for s in steps],
         A.RUN_MODELS: sorted(usage),
         A.RUN_MODEL_CALLS: calls,
         A.RUN_LLM_CALLS: llm_calls,
+        A.RUN_LLM_CALLED: bool(large),
         A.RUN_INPUT_TOKENS: int(sum(u.get("input_tokens", 0) for u in usage.values())),
         A.RUN_OUTPUT_TOKENS: int(sum(u.get("output_tokens", 0) for u in usage.values())),
         A.RUN_COST: float(sum(u.get("cost", 0.0) for u in usage.values())),
         A.RUN_ESCALATIONS: escalations,
-        A.RUN_ANSWERED_BY: state.get("answered_by") or None,
-        A.RUN_DEGRADED: bool(state.get("degraded")),
+        A.RUN_ANSWERED_BY: ledger.answered_by(steps),
+        A.RUN_DEGRADED: ledger.degraded(steps),
         A.RUN_USAGE: json.dumps(usage, separators=(",", ":")),
     }
 
@@ -79,5 +77,5 @@ def error_events(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Attributes of one ``tandem.error`` event per error a node recovered from."""
     return [
         {A.ERROR_NODE: str(e.get("node", "?")), A.ERROR_MESSAGE: str(e.get("error", ""))[:500]}
-        for e in state.get("errors") or []
+        for e in ledger.errors(ledger.entries(state))
     ]

@@ -13,9 +13,9 @@ from typing import ClassVar
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field
 
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.models.call import ModelReply, call_model
+from tandemlm.core.state import FlowState
+from tandemlm.core.node import NodeCall
+from tandemlm.models.call import ModelReply, call_model
 from tandemlm.nodes.routers.base import Router, RouteScore
 from tandemlm.nodes.template import render
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.models.confidence import Confidence
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.state import FlowState
+from tandemlm.core.node import NodeCall
+from tandemlm.models.confidence import Confidence
 from tandemlm.nodes.routers.base import Router, RouteScore
 
 
@@ -50,5 +51,4 @@ class ConfidenceRouter(Router):
         )
 
     async def score(self, state: FlowState, call: NodeCall) -> RouteScore:
-        meta = (state.get("meta") or {}).get(self.field) or {}
-        return self.evaluate(meta.get("confidence"))
+        return self.evaluate(meta_of(state, self.field).get("confidence"))

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tandemlm.flows.state import FlowState
-from tandemlm.nodes.base import NodeCall
+from tandemlm.core.state import FlowState
+from tandemlm.core.node import NodeCall
 from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 
 
@@ -67,7 +67,7 @@ class StickyRouter(Router):
 
     async def score(self, state: FlowState, call: NodeCall) -> RouteScore:
         inner = await self.inner().score(state, call)
-        before = ((state.get("meta") or {}).get(call.name) or {}).get("choice")
+        before = (state.get("choices") or {}).get(call.name)
         effective, why = self.adjust(float(inner.score), before)
         return RouteScore(
             effective,

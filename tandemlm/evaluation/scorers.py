@@ -12,7 +12,7 @@ Built in:
 - ``contains``: the normalised gold occurs in the normalised answer.
 - ``f1``: SQuAD token F1 (lower case, no punctuation or articles).
 - ``judge``: a model grades the answer against the gold (``1`` correct, ``0`` wrong), through
-  :func:`~tandemlm.nodes.models.call.call_model` so its tokens and cost are counted.
+  :func:`~tandemlm.models.call.call_model` so its tokens and cost are counted.
 
 ``exact`` and ``contains`` accept alternatives in the gold separated by ``|``.
 """
@@ -175,15 +175,15 @@ class JudgeScorer:
 
     Args:
         model: a langchain chat model, or ``None`` to build one from ``spec``.
-        spec: a :class:`~tandemlm.nodes.models.spec.ModelSpec` (default: role ``llm``).
+        spec: a :class:`~tandemlm.models.spec.ModelSpec` (default: role ``llm``).
     """
 
     name = "judge"
 
     def __init__(self, model: Any = None, spec: Any = None) -> None:
-        from tandemlm.flows.context import TandemContext
-        from tandemlm.nodes.models.pool import ModelPool
-        from tandemlm.nodes.models.spec import GenerationParams, ModelSpec
+        from tandemlm.core.context import TandemContext
+        from tandemlm.models.pool import ModelPool
+        from tandemlm.models.spec import GenerationParams, ModelSpec
 
         spec = spec or ModelSpec(role="llm", params=GenerationParams(max_tokens=8))
         overrides = {"judge": model} if model is not None else None
@@ -192,8 +192,8 @@ class JudgeScorer:
     async def ascore(self, question: str, answer: str, gold: str) -> dict[str, Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        from tandemlm.nodes.base import NodeCall
-        from tandemlm.nodes.models.call import call_model
+        from tandemlm.core.node import NodeCall
+        from tandemlm.models.call import call_model
 
         prompt = JUDGE_PROMPT.format(question=question, gold=gold, answer=answer or "(empty)")
         messages = [SystemMessage(content=JUDGE_SYSTEM), HumanMessage(content=prompt)]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tandemlm.nodes.escalations import EscalationQueue
+from tandemlm.escalations import EscalationQueue
 from tandemlm.nodes.routers.bandit import BanditRouter
 
 HARD = ["integral of x squared", "prove the integral bound", "compute the integral of sin x"]

@@ -114,7 +114,7 @@ def test_router_trained_from_eval_results(
     assert "3 queries (slm-only vs llm-only)" in proc.stderr
 
     from tandemlm.nodes.routers.knn import KnnModel
-    from tandemlm.nodes.routers.training import load_table
+    from tandemlm.routing.training import load_table
 
     table = load_table(results, "slm-only", "llm-only")
     assert table.labels().tolist() == [0.0, 1.0, 0.0]  # only the track-meet item needed the LLM

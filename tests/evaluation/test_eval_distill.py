@@ -15,7 +15,7 @@ from tandemlm.evaluation.datasets import EvalItem
 from tandemlm.evaluation.distill import distill_dataset, distill_traces, validate_sft, write_sft
 from tandemlm.evaluation.runner import EvalFlow
 from tandemlm.flows import compile_flow, load_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
+from tandemlm.models.fakes import KeyedChatModel, ScriptedChatModel
 
 ITEMS = [EvalItem("a", "What is 2+2?", "4"), EvalItem("b", "What is 3+3?", "6"), EvalItem("c", "What is 5+5?", "10")]
 

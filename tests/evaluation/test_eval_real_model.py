@@ -15,7 +15,7 @@ pytestmark = pytest.mark.real
 
 
 def test_real_model_eval_records_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tandemlm.nodes.models.llamacpp import get_llama
+    from tandemlm.models.llamacpp import get_llama
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     get_llama("smollm2-135m", 1024, n_threads=1)  # one thread on shared cores (first load wins)

@@ -15,7 +15,7 @@ from tandemlm.evaluation.cache import EvalCache, ReplayChatModel, call_ledger
 from tandemlm.evaluation.datasets import EvalItem
 from tandemlm.evaluation.runner import EvalFlow, arun_eval, run_eval
 from tandemlm.flows import load_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
+from tandemlm.models.fakes import KeyedChatModel, ScriptedChatModel
 
 CASCADE = {
     "name": "cascade",

@@ -12,7 +12,7 @@ from tandemlm.evaluation.scorers import (
     get_scorer,
     gold_number,
 )
-from tandemlm.nodes.models.fakes import ScriptedChatModel
+from tandemlm.models.fakes import ScriptedChatModel
 
 
 def score(name: str, answer: str, gold: str) -> float:

@@ -18,7 +18,7 @@ from tandemlm.evaluation.report import load_results, print_table, write_report
 from tandemlm.evaluation.runner import EvalFlow, run_eval
 from tandemlm.evaluation.sweep import parse_sweep, router_metrics, run_sweeps, with_threshold
 from tandemlm.flows import load_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel
+from tandemlm.models.fakes import KeyedChatModel
 
 # the SLM is right on q1, q2 (confident), wrong on q3, q4 (unsure); the LLM is wrong on q2 only
 ITEMS = [EvalItem(f"q{i}", f"question {i}", gold) for i, gold in enumerate(["a", "b", "c", "d"], 1)]

@@ -11,7 +11,7 @@ import pytest
 from tandemlm.errors import SpecError
 from tandemlm.flows.compiler import compile_flow
 from tandemlm.flows.loader import dump_yaml, load_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
+from tandemlm.models.fakes import KeyedChatModel, ScriptedChatModel
 from tandemlm.stores import MemoryStore, example_kb, ingest
 
 SUBQ = '{"subquestions": ["How long is the return window?", "How long do refunds take?"]}'
@@ -141,7 +141,7 @@ async def test_fan_out_is_bounded_by_max_items(kb: MemoryStore) -> None:
 async def test_collab_rag_on_smollm2_with_chroma_and_minilm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tandemlm.nodes.models.llamacpp import ChatLlamaCpp
+    from tandemlm.models.llamacpp import ChatLlamaCpp
 
     monkeypatch.setenv("TANDEM_HOME", str(tmp_path / "state"))
     small = ChatLlamaCpp(model="smollm2-135m", max_tokens=48)

@@ -11,7 +11,7 @@ from tandemlm import (
     ScriptedChatModel,
     compile_flow,
 )
-from tandemlm.nodes.models.fakes import ScriptError
+from tandemlm.models.fakes import ScriptError
 
 
 def cascade(slm_replies, llm_replies):

@@ -8,7 +8,7 @@ import pytest
 
 from tandemlm import BudgetExceededError, ModelUnavailableError, ScriptedChatModel, compile_flow
 from tandemlm.flows.loader import load_flow
-from tandemlm.nodes.escalations import EscalationQueue, replay
+from tandemlm.escalations import EscalationQueue, replay
 from tandemlm.nodes.fallback import reset_breakers
 from tandemlm.nodes.fuse import normalise
 

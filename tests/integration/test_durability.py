@@ -30,7 +30,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
     from tandemlm.flows import compile_flow
-    from tandemlm.nodes.models.fakes import KeyedChatModel
+    from tandemlm.models.fakes import KeyedChatModel
 
     class Counting(KeyedChatModel):
         log: str
@@ -231,7 +231,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import numpy as np
-    from tandemlm.nodes.escalations import EscalationQueue
+    from tandemlm.escalations import EscalationQueue
     from tandemlm.nodes.routers.bandit import BanditState
 
     queue_path, bandit_path, go, n, tag = sys.argv[1:6]
@@ -251,7 +251,7 @@ WRITER = textwrap.dedent(
 
 
 def test_escalation_queue_and_bandit_state_survive_concurrent_writers(tmp_path: Path) -> None:
-    from tandemlm.nodes.escalations import EscalationQueue
+    from tandemlm.escalations import EscalationQueue
     from tandemlm.nodes.routers.bandit import BanditState
 
     script, go = tmp_path / "writer.py", tmp_path / "go"
@@ -305,7 +305,7 @@ def test_many_threads_create_the_same_files_at_once(tmp_path: Path) -> None:
     locked" from the WAL switch, duplicate bandit rows)."""
     import numpy as np
 
-    from tandemlm.nodes.escalations import EscalationQueue
+    from tandemlm.escalations import EscalationQueue
     from tandemlm.nodes.routers.bandit import BanditState
 
     errors: list[BaseException] = []

@@ -28,9 +28,9 @@ from pydantic import PrivateAttr
 from tandemlm.errors import TandemError
 from tandemlm.flows import RunResult, compile_flow, load_flow
 from tandemlm.nodes.fallback import reset_breakers
-from tandemlm.nodes.models.fakes import KeyedChatModel
-from tandemlm.nodes.models.resolve import build_chat_model
-from tandemlm.nodes.models.spec import ModelSpec
+from tandemlm.models.fakes import KeyedChatModel
+from tandemlm.models.resolve import build_chat_model
+from tandemlm.models.spec import ModelSpec
 from tandemlm.telemetry.setup import enable_tracing
 from tandemlm.telemetry.store import TraceStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tandemlm import compile_flow
-from tandemlm.nodes.models.llamacpp import ChatLlamaCpp
+from tandemlm.models.llamacpp import ChatLlamaCpp
 
 pytestmark = pytest.mark.real
 

@@ -9,7 +9,7 @@ import pytest
 from tandemlm import compile_flow
 from tandemlm.flows.loader import load_flow
 from tandemlm.nodes.fallback import reset_breakers
-from tandemlm.nodes.models.llamacpp import ChatLlamaCpp
+from tandemlm.models.llamacpp import ChatLlamaCpp
 
 pytestmark = pytest.mark.real
 

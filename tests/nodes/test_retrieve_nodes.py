@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from tandemlm.errors import SpecError
-from tandemlm.flows.context import TandemContext
-from tandemlm.flows.state import merge_evidence
-from tandemlm.nodes.base import NodeCall
+from tandemlm.core.context import TandemContext
+from tandemlm.core.state import merge_evidence
+from tandemlm.core.node import NodeCall
 from tandemlm.nodes.decompose import Decompose, clean
 from tandemlm.nodes.evidence import Citations, Evidence, cited, merge_hits
-from tandemlm.nodes.models.fakes import ScriptedChatModel
-from tandemlm.nodes.models.pool import ModelPool
-from tandemlm.nodes.models.spec import ModelSpec
+from tandemlm.models.fakes import ScriptedChatModel
+from tandemlm.models.pool import ModelPool
+from tandemlm.models.spec import ModelSpec
 from tandemlm.nodes.retrieve import Retrieve
 from tandemlm.stores import Document, MemoryStore
 

@@ -11,7 +11,7 @@ import pytest
 
 from tandemlm.errors import ModelUnavailableError
 from tandemlm.flows import compile_flow, load_flow
-from tandemlm.nodes.models.fakes import ScriptedChatModel
+from tandemlm.models.fakes import ScriptedChatModel
 from tandemlm.telemetry import enable_tracing
 
 

@@ -8,7 +8,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from tandemlm.flows import compile_flow
-from tandemlm.nodes.models.fakes import ScriptedChatModel
+from tandemlm.models.fakes import ScriptedChatModel
 
 _READER = InMemoryMetricReader()
 

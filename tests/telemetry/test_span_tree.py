@@ -8,7 +8,7 @@ import pytest
 
 from tandemlm.errors import ModelUnavailableError
 from tandemlm.flows import compile_flow, load_flow
-from tandemlm.nodes.models.fakes import KeyedChatModel, ScriptedChatModel
+from tandemlm.models.fakes import KeyedChatModel, ScriptedChatModel
 from tandemlm.telemetry import attributes as A
 
 

@@ -62,7 +62,7 @@ def test_exporter_failure_is_logged_not_raised(tmp_path, caplog):
 
 async def test_flow_runs_when_the_store_is_broken(tmp_path):
     from tandemlm.flows import compile_flow
-    from tandemlm.nodes.models.fakes import ScriptedChatModel
+    from tandemlm.models.fakes import ScriptedChatModel
     from tandemlm.telemetry import enable_tracing
 
     (tmp_path / "file").write_text("x")

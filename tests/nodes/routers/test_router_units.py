@@ -9,17 +9,17 @@ import pytest
 
 from tandemlm import ScriptedChatModel
 from tandemlm.errors import ConfigError
-from tandemlm.flows.context import TandemContext
+from tandemlm.core.context import TandemContext
 from tandemlm.flows.registry import router_type
-from tandemlm.nodes.base import NodeCall
-from tandemlm.nodes.models.pool import ModelPool
+from tandemlm.core.node import NodeCall
+from tandemlm.models.pool import ModelPool
 from tandemlm.nodes.routers.knn import KnnModel, KnnRouter
 from tandemlm.nodes.routers.logistic import LogisticModel, LogisticRouter
 from tandemlm.nodes.routers.oracle import OracleRouter
 from tandemlm.nodes.routers.random import RandomRouter
 from tandemlm.nodes.routers.self_eval import SelfEvalRouter
 from tandemlm.nodes.routers.sticky import StickyRouter
-from tandemlm.nodes.routers.training import Table, fit_router, folds, load_table
+from tandemlm.routing.training import Table, fit_router, folds, load_table
 from tandemlm.nodes.routers.verifier import VerifierRouter
 
 HARD = ["prove the integral of x squared", "solve the integral equation", "integral of sine"]

@@ -1,0 +1,1 @@
+"""The execution contract between the framework and its nodes: state, context, node base, run recorder."""

@@ -1,0 +1,316 @@
+"""One model call as nodes make it: timing, usage, cost, confidence, budget and a span."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from tandemlm.core.ledger import is_large_model
+from tandemlm.errors import BudgetExceededError, ModelUnavailableError
+from tandemlm.models.confidence import CONFIDENCE_KEY, Confidence
+from tandemlm.telemetry import attributes as A
+from tandemlm.telemetry import content, metrics
+from tandemlm.telemetry.guard import safely
+from tandemlm.telemetry.spans import add_event, set_attributes, span
+
+if TYPE_CHECKING:
+    from tandemlm.core.node import NodeCall
+
+
+@dataclass
+class ModelReply:
+    """The outcome of one model call."""
+
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    seconds: float
+    finish_reason: str | None
+    confidence: Confidence | None
+    message: AIMessage
+
+    def meta(self) -> dict[str, Any]:
+        """Metadata stored beside an output (model, confidence, tokens)."""
+        return {
+            "model": self.model,
+            "confidence": self.confidence,
+            "finish_reason": self.finish_reason,
+            "output_tokens": self.output_tokens,
+        }
+
+
+def check_budget(call: NodeCall) -> None:
+    """Raise :class:`BudgetExceededError` when the run has used up its budget."""
+    budget = call.context.settings.budget
+    counters = call.context.recorder
+    if budget is None:
+        return
+    if budget.max_tokens is not None and counters.tokens >= budget.max_tokens:
+        raise BudgetExceededError(
+            f"run used {counters.tokens} tokens, budget max_tokens={budget.max_tokens}"
+        )
+    if budget.max_cost is not None and counters.cost >= budget.max_cost:
+        raise BudgetExceededError(
+            f"run cost {counters.cost:.6f}, budget max_cost={budget.max_cost}"
+        )
+
+
+async def call_model(
+    call: NodeCall,
+    model: str,
+    messages: list[BaseMessage],
+    *,
+    logprobs: bool = False,
+    **kwargs: Any,
+) -> ModelReply:
+    """Call the flow model ``model`` with ``messages`` on behalf of node ``call.name``.
+
+    The call is budget-checked, traced (a ``chat`` span with token usage, cost, confidence
+    and one ``tandem.hop`` event per earlier output the node reads) and reported to the
+    node's recorder scope (usage, escalation, the reply's metadata).
+
+    Args:
+        call: the calling node's name and run context.
+        model: model name from the flow spec.
+        messages: chat messages to send.
+        logprobs: ask the provider for token-probability confidence.
+        **kwargs: per-call provider options (e.g. ``max_tokens``).
+
+    Raises:
+        ModelUnavailableError: the model cannot be reached or loaded.
+        BudgetExceededError: the run's budget is used up.
+    """
+    check_budget(call)
+    pool = call.context.models
+    spec = pool.spec(model)
+    chat = pool.get(model)
+    provider, request_model = _describe(spec, chat, model)
+    attrs = {
+        A.GEN_AI_OPERATION: "chat",
+        A.GEN_AI_PROVIDER: provider,
+        A.GEN_AI_REQUEST_MODEL: request_model,
+        A.GEN_AI_TEMPERATURE: spec.params.temperature,
+        A.GEN_AI_MAX_TOKENS: kwargs.get("max_tokens", spec.params.max_tokens),
+        A.MODEL: model,
+        A.MODEL_LOCAL: spec.local,
+        A.MODEL_ROLE: spec.role,
+        A.NODE: call.name,
+        A.FLOW: call.context.flow,
+    }
+    options = dict(kwargs)
+    if logprobs:
+        options["logprobs"] = True
+    with span(f"chat {request_model}", attrs) as current:
+        recording = current.is_recording()
+        if recording:
+            safely(_record_hops, call, model, spec.local, current)
+        capture = call.context.capture_content and recording
+        if capture:
+            _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
+        start = time.perf_counter()
+        try:
+            message = await chat.ainvoke(messages, **options)
+        except ModelUnavailableError as exc:
+            _record_failure(call, model, spec, start, exc)
+            raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            _record_failure(call, model, spec, start, exc)
+            raise ModelUnavailableError(f"model '{model}' failed: {exc}") from exc
+        except Exception as exc:
+            _record_failure(call, model, spec, start, exc)
+            raise
+        seconds = time.perf_counter() - start
+        if not isinstance(message, AIMessage):  # a plain Runnable returned something else
+            message = AIMessage(content=str(getattr(message, "content", message)))
+        usage: Mapping[str, Any] = message.usage_metadata or {}
+        in_tok = int(usage.get("input_tokens", 0))
+        out_tok = int(usage.get("output_tokens", 0))
+        meta = message.response_metadata or {}
+        finish = meta.get("finish_reason") or meta.get("done_reason")
+        confidence = meta.get(CONFIDENCE_KEY)
+        cost = spec.cost(in_tok, out_tok)
+        reply_meta = {
+            "confidence": confidence,
+            "finish_reason": str(finish) if finish else None,
+            "output_tokens": out_tok,
+        }
+        call.scope.record(
+            model, large=is_large_model(spec.role, spec.local), input_tokens=in_tok,
+            output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta,
+        )
+        safely(
+            set_attributes,
+            current,
+            {
+                A.GEN_AI_INPUT_TOKENS: in_tok,
+                A.GEN_AI_OUTPUT_TOKENS: out_tok,
+                A.GEN_AI_FINISH_REASONS: [str(finish)] if finish else None,
+                A.COST: cost,
+                A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
+                A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
+                A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
+            },
+        )
+        if capture:
+            _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
+        safely(
+            metrics.record_call,
+            flow=call.context.flow, model=model, provider=provider,
+            request_model=request_model, seconds=seconds,
+            input_tokens=in_tok, output_tokens=out_tok, cost=cost,
+        )
+    return ModelReply(
+        text=_text(message),
+        model=model,
+        input_tokens=in_tok,
+        output_tokens=out_tok,
+        cost=cost,
+        seconds=seconds,
+        finish_reason=str(finish) if finish else None,
+        confidence=confidence,
+        message=message,
+    )
+
+
+def _describe(spec: Any, chat: Any, model: str) -> tuple[str, str]:
+    """(provider, model id) for spans: the spec's, else the chat model's own (overrides)."""
+    provider = spec.provider
+    if provider == "auto":
+        provider = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
+    request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
+    return provider, str(request or model)
+
+
+def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
+    """One ``tandem.hop`` event per earlier output the calling node reads."""
+    pool = call.context.models
+    sources = call.scope.hops()
+    if not sources:
+        return
+    for source in sources:
+        from_local = True  # a node without a model ran here, in this process
+        if source.model:
+            try:
+                from_local = pool.spec(source.model).local
+            except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
+                from_local = True
+        add_event(
+            current,
+            A.HOP_EVENT,
+            {
+                A.HOP_FIELD: source.field,
+                A.HOP_FROM_NODE: source.node,
+                A.HOP_TO_NODE: call.name,
+                A.HOP_FROM_MODEL: source.model,
+                A.HOP_TO_MODEL: model,
+                A.HOP_CHARS: source.chars,
+                A.HOP_TOKENS: source.tokens,
+                A.HOP_FROM_LOCAL: from_local,
+                A.HOP_TO_LOCAL: to_local,
+                A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
+                A.HOP_REDACTIONS: source.redactions,
+            },
+        )
+    current.set_attribute(A.HOP_COUNT, len(sources))
+
+
+def _capture(call: NodeCall, current: Any, key: str, messages: Sequence[BaseMessage]) -> None:
+    """Record message content on the span, after redaction (content capture only)."""
+    try:
+        text, count = content.messages_json(messages, call.context.extras.get("redact"))
+    except Exception:  # noqa: BLE001  a failing redactor must not leak content or fail the call
+        current.set_attribute(key, "[redaction failed: content not recorded]")
+        return
+    current.set_attribute(key, text)
+    if count:
+        previous = current.attributes.get(A.CONTENT_REDACTIONS, 0) if hasattr(current, "attributes") else 0
+        current.set_attribute(A.CONTENT_REDACTIONS, int(previous or 0) + count)
+
+
+def _record_failure(call: NodeCall, model: str, spec: Any, start: float, exc: Exception) -> None:
+    safely(
+        metrics.record_call,
+        flow=call.context.flow, model=model, provider=spec.provider,
+        request_model=spec.model or model, seconds=time.perf_counter() - start,
+        input_tokens=0, output_tokens=0, cost=0.0, error=type(exc).__name__,
+    )
+
+
+def _text(message: AIMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content.strip()
+    parts = [p if isinstance(p, str) else str(p.get("text", "")) for p in content]
+    return "".join(parts).strip()
+
+
+def record_model_use(
+    call: NodeCall,
+    model: str,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    seconds: float,
+    started_ns: int | None = None,
+    finish_reason: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """Report model work a node ran itself (token-level engines) like a ``call_model`` call.
+
+    Records one ``chat`` span for the model (back-dated to ``started_ns`` when given) with
+    ``gen_ai.usage.*``, cost, hop events and ``attributes``; metrics; and usage, escalation
+    and budget totals on the node's recorder scope.
+    """
+    from tandemlm.telemetry.spans import tracer
+
+    spec = call.context.models.spec(model)
+    cost = spec.cost(input_tokens, output_tokens)
+    call.scope.record(
+        model, large=is_large_model(spec.role, spec.local), input_tokens=input_tokens,
+        output_tokens=output_tokens, cost=cost, seconds=seconds,
+        meta={"confidence": None, "finish_reason": finish_reason, "output_tokens": output_tokens},
+    )
+    provider, request_model = spec.provider, spec.model or model
+    safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
+           cost, seconds, started_ns, finish_reason, attributes, tracer())
+    safely(
+        metrics.record_call,
+        flow=call.context.flow, model=model, provider=provider, request_model=request_model,
+        seconds=seconds, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost,
+    )
+
+
+def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_model: str,
+              input_tokens: int, output_tokens: int, cost: float, seconds: float,
+              started_ns: int | None, finish_reason: str | None,
+              attributes: Mapping[str, Any] | None, tracer: Any) -> None:
+    end_ns = time.time_ns()
+    start_ns = started_ns if started_ns is not None else end_ns - int(seconds * 1e9)
+    attrs = {
+        A.GEN_AI_OPERATION: "chat",
+        A.GEN_AI_PROVIDER: provider,
+        A.GEN_AI_REQUEST_MODEL: request_model,
+        A.MODEL: model,
+        A.MODEL_LOCAL: spec.local,
+        A.MODEL_ROLE: spec.role,
+        A.NODE: call.name,
+        A.FLOW: call.context.flow,
+        A.GEN_AI_INPUT_TOKENS: input_tokens,
+        A.GEN_AI_OUTPUT_TOKENS: output_tokens,
+        A.GEN_AI_FINISH_REASONS: [finish_reason] if finish_reason else None,
+        A.COST: cost,
+        **(attributes or {}),
+    }
+    current = tracer.start_span(f"chat {request_model}", start_time=start_ns,
+                                attributes={k: v for k, v in attrs.items() if v is not None})
+    try:
+        if current.is_recording():
+            _record_hops(call, model, spec.local, current)
+    finally:
+        current.end(end_time=end_ns)

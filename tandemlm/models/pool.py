@@ -1,0 +1,88 @@
+"""The models a compiled flow uses: specs resolved and chat models built once, lazily."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from langchain_core.language_models import BaseChatModel
+
+from tandemlm.errors import SpecError
+from tandemlm.models.resolve import build_chat_model, describe, resolve_spec
+from tandemlm.models.spec import ModelSpec
+
+
+class ModelPool:
+    """Named models of one flow.
+
+    Args:
+        specs: model specs by name (as in the flow spec).
+        overrides: ready chat models by name (fakes in tests, any LangChain chat model);
+            an override replaces building from the spec but keeps the spec's prices and
+            ``local`` flag.
+    """
+
+    def __init__(
+        self, specs: Mapping[str, ModelSpec], overrides: Mapping[str, BaseChatModel] | None = None
+    ) -> None:
+        self._specs = dict(specs)
+        self._overrides = dict(overrides or {})
+        unknown = set(self._overrides) - set(self._specs)
+        for name in unknown:  # an override for a model the spec does not declare
+            self._specs[name] = ModelSpec(provider="scripted", replies=[], role=name)
+        self._resolved: dict[str, ModelSpec] = {}
+        self._models: dict[str, BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, name: str) -> ModelSpec:
+        """The concrete spec of ``name`` (``auto`` resolved)."""
+        if name not in self._specs:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise SpecError(f"models.{name}", f"unknown model {name!r} (known: {known})")
+        with self._lock:
+            if name not in self._resolved:
+                spec = self._specs[name]
+                self._resolved[name] = spec if name in self._overrides else resolve_spec(spec)
+            return self._resolved[name]
+
+    def get(self, name: str) -> BaseChatModel:
+        """The chat model called ``name``, built on first use."""
+        spec = self.spec(name)
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = self._overrides.get(name) or build_chat_model(spec)
+            return self._models[name]
+
+    def preflight(self, names: list[str] | None = None) -> None:
+        """Check that models can be used before a run: embedded files exist (assembling and
+        verifying them with a progress bar on first use), Ollama answers and has the model.
+
+        Raises:
+            ModelUnavailableError: with the command that fixes it.
+        """
+        for name in names or self.names():
+            if name in self._overrides:
+                continue
+            spec = self.spec(name)
+            if spec.provider == "llamacpp":
+                from tandemlm.models.catalog import model_path
+
+                model_path(spec.model or "")
+            elif spec.provider == "ollama" and len(spec.all_hosts()) > 1:
+                from tandemlm.models.multihost import check_any_host
+
+                check_any_host(spec)  # at least one host answers with the model
+            elif spec.provider == "ollama":
+                from tandemlm.models.ollama import check_health
+
+                check_health(spec.host, spec.model)
+
+    def describe(self) -> dict[str, str]:
+        """``{name: "provider:model"}`` for every model, resolving ``auto`` roles."""
+        out = {}
+        for name in self._specs:
+            out[name] = "override" if name in self._overrides else describe(self.spec(name))
+        return out
