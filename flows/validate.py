@@ -17,7 +17,7 @@ from tandemlm.flows.spec import END, FlowSpec
 from tandemlm.nodes.route import RouteNode
 from tandemlm.nodes.routers.base import Router
 
-BUILTIN_FIELDS = BUILTIN_CHANNELS
+BUILTIN_FIELDS = BUILTIN_CHANNELS - {"ledger", "choices"}  # the built-ins a node may read
 
 
 @dataclass
@@ -180,7 +180,7 @@ def check(spec: FlowSpec) -> CheckedFlow:
         if edge.map is not None:
             if edge.map not in produced:
                 raise SpecError(f"edges[{i}].map", f"no node writes {edge.map!r} (known: {_known(produced)})")
-            if edge.item in channels or edge.item in BUILTIN_FIELDS:
+            if edge.item in channels or edge.item in BUILTIN_CHANNELS:
                 raise SpecError(f"edges[{i}].as", f"{edge.item!r} is already a state field; name the item otherwise")
             items.add(edge.item)
     produced |= items

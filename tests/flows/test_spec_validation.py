@@ -98,7 +98,7 @@ def test_valid_base_compiles() -> None:
         ),
         (
             {"nodes__escalate__prompt": "{inptu}"},
-            "nodes.escalate: reads unknown field(s) inptu (known: answer, answered_by, degraded, draft, input, messages)",
+            "nodes.escalate: reads unknown field(s) inptu (known: answer, draft, input, messages, variables)",
         ),
         (
             {"routes__0__router__threshold": 1.5},
@@ -161,3 +161,66 @@ def test_dotted_import_path_is_not_a_node_type() -> None:
 def test_model_spec_errors() -> None:
     data = spec(models__slm={"provider": "ollama"})
     assert error_of(data) == "models.slm: provider 'ollama' needs 'model'"
+
+
+PARALLEL_WRITERS: dict[str, Any] = {
+    "name": "clash",
+    "models": {"slm": {"provider": "scripted", "replies": []}, "llm": {"provider": "scripted", "replies": []}},
+    "nodes": {
+        "plan_it": {"type": "generate", "model": "slm", "output": "plan"},
+        "a": {"type": "generate", "model": "slm", "prompt": "{plan}", "output": "note"},
+        "b": {"type": "generate", "model": "llm", "prompt": "{plan}", "output": "note"},
+        "join": {"type": "generate", "model": "llm", "prompt": "{note}"},
+    },
+    "entry": "plan_it",
+    "edges": [
+        {"from": "plan_it", "to": "a"},
+        {"from": "plan_it", "to": "b"},
+        {"from": ["a", "b"], "to": "join"},
+        {"from": "join", "to": "end"},
+    ],
+}
+
+
+def test_two_parallel_writers_of_one_output_are_a_spec_error() -> None:
+    message = error_of(PARALLEL_WRITERS)
+    assert message.startswith("nodes.b: nodes 'a' and 'b' can run at the same time and both write 'note'")
+
+
+def test_parallel_entries_writing_one_output_are_a_spec_error() -> None:
+    data = copy.deepcopy(PARALLEL_WRITERS)
+    del data["nodes"]["plan_it"]
+    data["nodes"]["a"]["prompt"] = data["nodes"]["b"]["prompt"] = "{input}"
+    data["entry"] = ["a", "b"]
+    data["edges"] = data["edges"][2:]
+    assert "nodes 'a' and 'b' can run at the same time and both write 'note'" in error_of(data)
+
+
+def test_writers_on_exclusive_route_branches_or_in_sequence_compile() -> None:
+    compile_flow(BASE)  # accept and escalate both write 'answer' on exclusive branches
+    data = copy.deepcopy(PARALLEL_WRITERS)
+    data["edges"] = [
+        {"from": "plan_it", "to": "a"}, {"from": "a", "to": "b"}, {"from": "b", "to": "join"},
+        {"from": "join", "to": "end"},
+    ]
+    compile_flow(data)  # a then b: the later write wins, deterministically
+
+
+def test_map_target_must_write_aggregates_only() -> None:
+    data = {
+        "name": "fan",
+        "models": {"slm": {"provider": "scripted", "replies": []}},
+        "nodes": {
+            "split": {"type": "generate", "model": "slm", "output": "parts", "schema": {"parts": "list[str]"}},
+            "each": {"type": "generate", "model": "slm", "prompt": "{part}", "output": "note"},
+        },
+        "entry": "split",
+        "edges": [{"from": "split", "to": "each", "map": "parts", "as": "part"}, {"from": "each", "to": "end"}],
+    }
+    message = error_of(data)
+    assert message.startswith("edges[0].map: node 'each' runs once per item at the same time but writes note")
+
+
+def test_outputs_named_like_built_ins_are_rejected() -> None:
+    message = error_of(spec(nodes__draft__output="ledger"))
+    assert message.startswith("nodes.draft: 'ledger' is a built-in state field")
