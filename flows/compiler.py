@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from tandemlm.core.state import lookup, state_schema
 from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError, TandemError
 from tandemlm.flows.loader import load_flow
 from tandemlm.flows.spec import END, EdgeSpec, FlowSpec
+from tandemlm.flows.stream import MODES as STREAM_MODES
+from tandemlm.flows.stream import StreamEvent
+from tandemlm.flows.stream import events as stream_events
 from tandemlm.flows.validate import CheckedFlow, check
 from tandemlm.models.pool import ModelPool
 from tandemlm.nodes.routers.base import SMALL
@@ -295,11 +299,64 @@ class CompiledFlow:
         Raises:
             TandemError: a typed error (model unavailable, budget, node failure).
         """
+        initial = self._initial(question, thread_id, variables)
+        return await self._traced_run(initial, self._config(thread_id), capture_content)
+
+    async def astream(
+        self,
+        question: str,
+        *,
+        thread_id: str | None = None,
+        capture_content: bool | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[StreamEvent | RunResult, None]:
+        """Run the flow on one input, yielding its events as they happen, then its result.
+
+        Events (:mod:`tandemlm.flows.stream`) come from LangGraph's stream modes of this run
+        only: ``NodeStarted``, ``NodeFinished`` (with the node's ledger entry),
+        ``NodeFailed``, ``Token`` (providers that stream), ``Message`` (whole replies of
+        providers that do not), ``Custom``. The last item is the :class:`RunResult`, the
+        same as :meth:`arun` returns (same run span, attributes and metrics).
+
+        The run goes on in its own task, so the caller's context is untouched between
+        events; closing the iterator early (``break`` inside ``contextlib.aclosing``)
+        cancels the run.
+
+        Example:
+            >>> async for event in flow.astream("What is 2+2?"):  # doctest: +SKIP
+            ...     print(event)
+
+        Raises:
+            TandemError: as :meth:`arun`, after the events that preceded the error.
+        """
+        initial = self._initial(question, thread_id, variables)
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+
+        async def work() -> RunResult:
+            try:
+                return await self._traced_run(initial, self._config(thread_id), capture_content,
+                                              emit=queue.put_nowait)
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(work())
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            yield await task
+        finally:
+            if not task.done():  # the caller stopped listening: stop the run
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _initial(self, question: str, thread_id: str | None,
+                 variables: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The graph input of one run (checks the question)."""
         if not isinstance(question, str) or not question.strip():
             raise SpecError("input", "the question is empty")
         if len(question) > MAX_INPUT_CHARS:
             raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
-        config = self._config(thread_id)
         initial: dict[str, Any] = {
             "input": question,
             "messages": [HumanMessage(content=question)],
@@ -309,7 +366,7 @@ class CompiledFlow:
         if thread_id:  # per-turn channels restart (None clears); messages carry over
             initial["ledger"] = None
             initial.update({c: None for c, reducer in self.checked.channels.items() if reducer})
-        return await self._traced_run(initial, config, capture_content)
+        return initial
 
     def _config(self, thread_id: str | None) -> dict[str, Any]:
         config: dict[str, Any] = {"recursion_limit": self._step_limit}
@@ -318,8 +375,13 @@ class CompiledFlow:
         return config
 
     async def _traced_run(self, initial: dict[str, Any] | None, config: dict[str, Any],
-                          capture_content: bool | None) -> RunResult:
-        """Run (or resume) inside the run span; record run attributes and metrics."""
+                          capture_content: bool | None,
+                          emit: Callable[[StreamEvent], None] | None = None) -> RunResult:
+        """Run (or resume) inside the run span; record run attributes and metrics.
+
+        The one path of :meth:`arun`, :meth:`astream` and :meth:`aresume`; ``emit``
+        receives the run's stream events (``None``: no streaming).
+        """
         run_id = uuid.uuid4().hex
         context = self.context(capture_content=capture_content)
         context.extras["run_id"] = run_id
@@ -332,7 +394,7 @@ class CompiledFlow:
         start = time.perf_counter()
         with span(f"invoke_workflow {self.spec.name}", attrs) as run_span:
             try:
-                state = await self._invoke(initial, config, context)
+                state = await self._invoke(initial, config, context, emit)
             except BaseException as exc:
                 safely(set_attributes, run_span, {
                     A.RUN_STATUS: "error",
@@ -348,21 +410,34 @@ class CompiledFlow:
         return self._result(state, run_id, time.perf_counter() - start)
 
     async def _invoke(
-        self, initial: dict[str, Any] | None, config: dict[str, Any], context: TandemContext
+        self, initial: dict[str, Any] | None, config: dict[str, Any], context: TandemContext,
+        emit: Callable[[StreamEvent], None] | None = None,
     ) -> dict[str, Any]:
+        """Run the graph; return its final state, passing stream events to ``emit``."""
         graph = await self._graph()
         # "sync": a node's checkpoint is written before the next node starts, so a killed
         # run resumes without repeating any node that had completed.
         durability = "sync" if graph.checkpointer is not None else None
+        # Without a listener only "values" is asked for (what ainvoke does, minus updates).
+        modes = list(STREAM_MODES) if emit is not None else ["values"]
+        state: dict[str, Any] = {}
         try:
-            return await graph.ainvoke(initial, config=config, context=context, durability=durability)
+            async for part in graph.astream(initial, config=config, context=context,
+                                            durability=durability, stream_mode=modes,
+                                            subgraphs=emit is not None, version="v2"):
+                if part["type"] == "values" and not part["ns"]:
+                    state = part["data"]
+                elif emit is not None:
+                    for event in stream_events(part):
+                        emit(event)
         except GraphRecursionError:
             context.extras.setdefault(FAILED_NODE, None)
             raise BudgetExceededError(
-                f"flow {self.spec.name!r} ran more than {self._step_limit} graph steps; "
-                f"settings.max_steps ({self.spec.settings.step_limit()}) bounds node executions "
-                "per run (loops included): raise it, or make the loop's route end sooner"
+                f"flow {self.spec.name!r} stopped after {self._step_limit} graph steps: "
+                f"settings.max_steps ({self.spec.settings.step_limit()}, plus 4 per route) bounds "
+                "the steps of one run; raise it, or make the loop's route end sooner"
             ) from None
+        return state
 
     async def _graph(self) -> Any:
         """The compiled graph; with a SQLite path, bound to this loop's shared saver."""

@@ -130,7 +130,13 @@ class BudgetSpec(BaseModel):
 
 
 class FlowSettings(BaseModel):
-    """Run settings. ``max_steps`` bounds the number of node executions (loops need it)."""
+    """Run settings.
+
+    ``max_steps`` bounds the graph steps of one run (LangGraph supersteps: each step runs
+    every node that is ready, so parallel branches share a step), not counting the decision
+    steps of routes (each route gets 4 extra steps of allowance). Loops need it; the default
+    is 64. Exceeding it raises :class:`~tandemlm.errors.BudgetExceededError`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

@@ -21,6 +21,11 @@ from opentelemetry import metrics
 from tandemlm.telemetry import attributes as A
 
 
+def metrics_active() -> bool:
+    """Whether an SDK meter provider is installed (else recording is skipped: no-op)."""
+    return type(metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+
+
 @lru_cache(maxsize=1)
 def _instruments() -> dict[str, Any]:
     meter = metrics.get_meter("tandemlm")
@@ -45,6 +50,8 @@ def record_call(
     input_tokens: int, output_tokens: int, cost: float, error: str | None = None,
 ) -> None:
     """Record one model call."""
+    if not metrics_active():
+        return
     inst = _instruments()
     attrs: dict[str, Any] = {
         A.FLOW: flow, A.MODEL: model, A.GEN_AI_PROVIDER: provider,
@@ -62,6 +69,8 @@ def record_call(
 
 def record_run(*, flow: str, escalations: int, status: str) -> None:
     """Record one flow run and its escalations."""
+    if not metrics_active():
+        return
     inst = _instruments()
     inst["runs"].add(1, {A.FLOW: flow, A.RUN_STATUS: status})
     if escalations:

@@ -98,7 +98,10 @@ def hub() -> ProcessorHub:
                 trace.set_tracer_provider(provider)
                 provider = trace.get_tracer_provider()
             if isinstance(provider, TracerProvider):
+                from tandemlm.telemetry import spans
+
                 provider.add_span_processor(_hub)
+                spans._HUB = _hub
                 _attached = True
             else:  # another library set a non-SDK provider: nothing to attach to
                 log.warning("tracer provider %r is not an SDK provider; tandemlm exporters are off", provider)

@@ -28,9 +28,36 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if v is not None}
 
 
+_HUB: Any = None  # tandemlm's processor hub once attached (set by telemetry.setup)
+_IDLE_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def tracing_active() -> bool:
+    """Whether a span started now would be recorded by anyone.
+
+    False with no SDK provider, and with tandemlm's own provider while its hub has no
+    exporter attached (after ``enable_tracing(...).close()``): then node and model-call
+    spans are skipped entirely, which keeps untraced runs close to raw LangGraph.
+    """
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _IDLE_PROVIDERS):
+        return False
+    active = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if active is None:  # a provider of another kind: assume it records
+        return True
+    return any(p is not _HUB or p.processors for p in active)
+
+
 @contextmanager
 def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Span]:
-    """A span that records an exception as an error status and re-raises it."""
+    """A span that records an exception as an error status and re-raises it.
+
+    When nothing records spans (:func:`tracing_active`), yields a non-recording span
+    without touching the OpenTelemetry context.
+    """
+    if not tracing_active():
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(
         name, attributes=_clean(attributes or {}), record_exception=False, set_status_on_exception=False
     ) as current:

@@ -15,7 +15,7 @@ from tandemlm.models.confidence import CONFIDENCE_KEY, Confidence
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import add_event, set_attributes, span
+from tandemlm.telemetry.spans import add_event, set_attributes, span, tracing_active
 
 if TYPE_CHECKING:
     from tandemlm.core.node import NodeCall
@@ -91,18 +91,20 @@ async def call_model(
     spec = pool.spec(model)
     chat = pool.get(model)
     provider, request_model = _describe(spec, chat, model)
-    attrs = {
-        A.GEN_AI_OPERATION: "chat",
-        A.GEN_AI_PROVIDER: provider,
-        A.GEN_AI_REQUEST_MODEL: request_model,
-        A.GEN_AI_TEMPERATURE: spec.params.temperature,
-        A.GEN_AI_MAX_TOKENS: kwargs.get("max_tokens", spec.params.max_tokens),
-        A.MODEL: model,
-        A.MODEL_LOCAL: spec.local,
-        A.MODEL_ROLE: spec.role,
-        A.NODE: call.name,
-        A.FLOW: call.context.flow,
-    }
+    attrs = None
+    if tracing_active():  # attributes are built only when someone records them
+        attrs = {
+            A.GEN_AI_OPERATION: "chat",
+            A.GEN_AI_PROVIDER: provider,
+            A.GEN_AI_REQUEST_MODEL: request_model,
+            A.GEN_AI_TEMPERATURE: spec.params.temperature,
+            A.GEN_AI_MAX_TOKENS: kwargs.get("max_tokens", spec.params.max_tokens),
+            A.MODEL: model,
+            A.MODEL_LOCAL: spec.local,
+            A.MODEL_ROLE: spec.role,
+            A.NODE: call.name,
+            A.FLOW: call.context.flow,
+        }
     options = dict(kwargs)
     if logprobs:
         options["logprobs"] = True
@@ -144,19 +146,20 @@ async def call_model(
             model, large=is_large_model(spec.role, spec.local), input_tokens=in_tok,
             output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta,
         )
-        safely(
-            set_attributes,
-            current,
-            {
-                A.GEN_AI_INPUT_TOKENS: in_tok,
-                A.GEN_AI_OUTPUT_TOKENS: out_tok,
-                A.GEN_AI_FINISH_REASONS: [str(finish)] if finish else None,
-                A.COST: cost,
-                A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
-                A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
-                A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
-            },
-        )
+        if recording:
+            safely(
+                set_attributes,
+                current,
+                {
+                    A.GEN_AI_INPUT_TOKENS: in_tok,
+                    A.GEN_AI_OUTPUT_TOKENS: out_tok,
+                    A.GEN_AI_FINISH_REASONS: [str(finish)] if finish else None,
+                    A.COST: cost,
+                    A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
+                    A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
+                    A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
+                },
+            )
         if capture:
             _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
         safely(
