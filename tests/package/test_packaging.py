@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,3 +33,35 @@ def test_import_does_not_load_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_import_direction_core_nodes_flows() -> None:
+    """Imports point one way: core <- nodes <- flows (evaluation, service, CLI above)."""
+    import re
+
+    rules = {"tandemlm/core": ("tandemlm.nodes", "tandemlm.flows"), "nodes": ("tandemlm.flows",)}
+    offenders = []
+    for folder, banned in rules.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            for module in banned:
+                # runtime imports only: TYPE_CHECKING blocks and lazy defaults are allowed
+                for match in re.finditer(rf"^(from|import) {re.escape(module)}\b", text, re.M):
+                    offenders.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
+    assert not offenders, offenders
+
+
+@pytest.mark.slow
+def test_pytest_entry_points_collect_the_same_tests() -> None:
+    """``.venv/bin/pytest`` and ``python -m pytest`` collect the same tests, without errors."""
+    pytest_exe = Path(sys.executable).with_name("pytest")
+    args = ["--collect-only", "-q", "-p", "no:cacheprovider", "tests"]
+    runs = [
+        subprocess.run([str(pytest_exe), *args], capture_output=True, text=True, cwd=ROOT),
+        subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True, cwd=ROOT),
+    ]
+    collected = []
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        collected.append({line for line in run.stdout.splitlines() if "::" in line})
+    assert collected[0] == collected[1] and len(collected[0]) > 100
