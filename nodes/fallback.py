@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
-from tandemlm.core.state import FlowState
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
-from tandemlm.models.call import call_model
+from tandemlm.escalations import EscalationQueue
 from tandemlm.nodes.template import fields, render
 
 
@@ -75,13 +74,21 @@ class Fallback(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model, "fallback": self.fallback}
 
-    def reads(self) -> set[str]:
+    def inputs(self) -> dict[str, Any]:
+        names = {"input"} | fields(self.prompt) | fields(self.system or "")
+        return dict.fromkeys(sorted(names), Any)
+
+    def model_inputs(self, param: str) -> set[str]:
+        # the raw input only goes to the local queue; the models see the rendered prompt
         return fields(self.prompt) | fields(self.system or "")
 
-    def writes(self) -> set[str]:
-        return {"answer", "escalation_id"}
+    def outputs(self) -> dict[str, Port]:
+        return {
+            "answer": Port(str),
+            "escalation_id": Port(str, doc="the queued question's id (degraded answers only)"),
+        }
 
-    def _messages(self, state: FlowState) -> list[BaseMessage]:
+    def _messages(self, state: Mapping[str, Any]) -> list[BaseMessage]:
         out: list[BaseMessage] = []
         if self.system:
             out.append(SystemMessage(content=render(self.system, state)))
@@ -92,18 +99,15 @@ class Fallback(Node):
         spec = call.context.models.spec(self.model)
         return f"{spec.provider}:{spec.host or ''}:{spec.model or self.model}"
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         messages = self._messages(state)
-        key = self._key(call)
-        breaker = breaker_state(key)
+        breaker = breaker_state(self._key(call))
         reason: str
         if breaker.open_until > time.monotonic():
             reason = f"circuit open for {self.model} ({breaker.failures} consecutive failures)"
         else:
             try:
-                reply = await asyncio.wait_for(
-                    call_model(call, self.model, messages), timeout=self.timeout
-                )
+                reply = await asyncio.wait_for(call.chat(self.model, messages), timeout=self.timeout)
             except BudgetExceededError:
                 raise
             except TimeoutError:
@@ -112,20 +116,15 @@ class Fallback(Node):
                 reason = f"{self.model} unavailable: {type(exc).__name__}: {exc}"
             else:
                 breaker.failures, breaker.open_until = 0, 0.0
-                update = {**reply.usage(), "meta": {"answer": reply.meta()}}
-                update.update(answer_update(reply.text, self.model))
-                update["steps"] = [{"node": call.name, "model": self.model, "output": "answer"}]
-                return update
+                return NodeResult(outputs={"answer": reply.text}, credit=self.model)
             breaker.failures += 1
             if breaker.failures >= self.failures:
                 breaker.open_until = time.monotonic() + self.cooldown
         return await self._degraded(state, call, messages, reason)
 
     async def _degraded(
-        self, state: FlowState, call: NodeCall, messages: list[BaseMessage], reason: str
-    ) -> dict[str, Any]:
-        from tandemlm.escalations import EscalationQueue
-
+        self, state: Mapping[str, Any], call: NodeCall, messages: list[BaseMessage], reason: str
+    ) -> NodeResult:
         queue = EscalationQueue(self.queue)
         item = queue.add(
             flow=call.context.flow,
@@ -136,21 +135,16 @@ class Fallback(Node):
             reason=reason,
         )
         try:
-            reply = await call_model(call, self.fallback, messages)
+            reply = await call.chat(self.fallback, messages)
         except ModelUnavailableError as exc:
             raise ModelUnavailableError(
                 f"both models failed: {reason}; fallback {self.fallback}: {exc}. "
                 f"The question is queued as {item} (tandem escalations list)"
             ) from exc
         queue.set_degraded_answer(item, reply.text)
-        update = {**reply.usage(), "meta": {"answer": {**reply.meta(), "degraded": reason}}}
-        update.update(answer_update(reply.text, self.fallback))
-        update.update(
-            {
-                "degraded": True,
-                "vars": {"escalation_id": item},
-                "errors": [{"node": call.name, "error": reason, "recovered": True, "queued": item}],
-                "steps": [{"node": call.name, "model": self.fallback, "output": "answer"}],
-            }
+        call.degrade(reason, queued=item)
+        return NodeResult(
+            outputs={"answer": reply.text, "escalation_id": item},
+            credit=self.fallback,
+            meta={"answer": {**reply.meta(), "degraded": reason}},
         )
-        return update

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from tandemlm.core.state import FlowState, lookup
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
-from tandemlm.models.call import call_model
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.node import Decision, Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
 
 _FINAL = re.compile(r"(?:answer|####)\s*[:=]?\s*\$?(-?[\d,]*\.?\d+)", re.IGNORECASE)
 _NUM = re.compile(r"-?\d[\d,]*\.?\d*")
@@ -39,20 +39,28 @@ VERIFY_PROMPT = "Question: {question}\n\nAnswer: {answer}\n\nIs this answer corr
 
 
 class Fuse(Node):
-    """Fuse the outputs in ``inputs`` into the final answer.
+    """Fuse the outputs named in ``inputs`` into one answer.
 
     Args:
-        inputs: fields written by parallel ``generate`` nodes.
+        inputs: fields written by parallel ``generate`` nodes (the spec key; the Python
+            attribute is ``candidates``, since ``inputs()`` is the node's declaration).
         method: ``vote`` (most common normalised answer; ties go to higher confidence),
             ``weighted`` (votes weighted by each answer's mean token probability),
             ``aggregate`` (``model`` writes a combined answer), ``best_of`` (``model``
             verifies each answer; highest P(yes) wins).
         model: aggregator or verifier model (``aggregate`` / ``best_of``).
+        output: field to write (``answer`` makes it the final answer).
+
+    The choice is recorded as a :class:`Decision` of kind ``fuse:<method>`` (the chosen
+    model, the reason, votes or P(yes) per candidate); the output is credited to the chosen
+    candidate's model (the aggregator for ``aggregate``) and inherits its metadata.
     """
 
     type_name = "fuse"
 
-    inputs: list[str] = Field(min_length=1, max_length=32)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    candidates: list[str] = Field(alias="inputs", min_length=1, max_length=32)
     method: Literal["vote", "weighted", "aggregate", "best_of"] = "vote"
     model: str | None = None
     output: str = "answer"
@@ -66,60 +74,56 @@ class Fuse(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model} if self.model else {}
 
-    def reads(self) -> set[str]:
-        return set(self.inputs)
+    def inputs(self) -> dict[str, Any]:
+        names = set(self.candidates) | ({"input"} if self.model else set())
+        return dict.fromkeys(sorted(names), Any)
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(str, doc="the fused answer")}
 
-    def _candidates(self, state: FlowState) -> list[dict[str, Any]]:
-        meta = state.get("meta") or {}
+    def _candidates(self, state: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []
-        for name in self.inputs:
+        for name in self.candidates:
             text = lookup(state, name)
             if text is None:
                 continue
-            info = meta.get(name) or {}
+            info = meta_of(state, name)
             conf = info.get("confidence") or {}
             out.append(
                 {
                     "field": name,
                     "text": str(text),
                     "model": info.get("model"),
+                    "meta": info,
                     "confidence": float(conf.get("mean_prob", 1.0)) if conf.get("tokens") else 1.0,
                     "key": normalise(str(text)),
                 }
             )
         return out
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         candidates = self._candidates(state)
         if not candidates:
-            raise ValueError(f"none of {self.inputs} has an answer to fuse")
-        update: dict[str, Any] = {}
-        if self.method in ("vote", "weighted"):
-            chosen, detail = self._vote(candidates, weighted=self.method == "weighted")
-            text, model = chosen["text"], chosen["model"]
-        elif self.method == "aggregate":
-            text, detail, update = await self._aggregate(state, call, candidates)
+            raise ValueError(f"none of {self.candidates} has an answer to fuse")
+        meta: dict[str, dict[str, Any]] = {}
+        if self.method == "aggregate":
+            text, detail = await self._aggregate(state, call, candidates)
             model = self.model
         else:
-            chosen, detail, update = await self._best_of(state, call, candidates)
+            if self.method == "best_of":
+                chosen, detail = await self._best_of(state, call, candidates)
+            else:
+                chosen, detail = self._vote(candidates, weighted=self.method == "weighted")
             text, model = chosen["text"], chosen["model"]
-        decision = {
-            "router": f"fuse:{self.method}",
-            "choice": model,
-            "reason": detail["reason"],
-            "details": {k: v for k, v in detail.items() if k != "reason"},
-        }
-        if self.output == "answer":
-            update.update(answer_update(text, model))
-        else:
-            update["vars"] = {self.output: text}
-        update["steps"] = [
-            {"node": call.name, "model": model, "output": self.output, "decision": decision}
-        ]
-        return update
+            meta = {self.output: chosen["meta"]}
+        reason = str(detail.pop("reason"))
+        return NodeResult(
+            outputs={self.output: text},
+            decision=Decision(kind=f"fuse:{self.method}", choice=model, reason=reason,
+                              details=detail),
+            credit=model,
+            meta=meta,
+        )
 
     def _vote(
         self, candidates: list[dict[str, Any]], weighted: bool
@@ -138,33 +142,25 @@ class Fuse(Node):
         }
 
     async def _aggregate(
-        self, state: FlowState, call: NodeCall, candidates: list[dict[str, Any]]
-    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        self, state: Mapping[str, Any], call: NodeCall, candidates: list[dict[str, Any]]
+    ) -> tuple[str, dict[str, Any]]:
         listing = "\n".join(f"{i + 1}. {c['text']}" for i, c in enumerate(candidates))
         prompt = AGGREGATE_PROMPT.format(question=state.get("input", ""), candidates=listing)
-        reply = await call_model(
-            call,
+        reply = await call.chat(
             str(self.model),
             [SystemMessage(content="You combine answers."), HumanMessage(content=prompt)],
         )
-        return (
-            reply.text,
-            {"reason": f"{self.model} aggregated {len(candidates)} answers"},
-            {**reply.usage()},
-        )
+        return reply.text, {"reason": f"{self.model} aggregated {len(candidates)} answers"}
 
     async def _best_of(
-        self, state: FlowState, call: NodeCall, candidates: list[dict[str, Any]]
-    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        from tandemlm.core.state import merge_usage
+        self, state: Mapping[str, Any], call: NodeCall, candidates: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         from tandemlm.nodes.routers._yesno import p_yes
 
-        usage: dict[str, Any] = {}
         scores = []
         for c in candidates:
             prompt = VERIFY_PROMPT.format(question=state.get("input", ""), answer=c["text"])
-            reply = await call_model(
-                call,
+            reply = await call.chat(
                 str(self.model),
                 [
                     SystemMessage(content="Reply with one word: Yes or No."),
@@ -173,11 +169,10 @@ class Fuse(Node):
                 logprobs=True,
                 max_tokens=2,
             )
-            usage = merge_usage(usage, reply.usage()["usage"])
             scores.append(p_yes(reply))
         best = max(range(len(candidates)), key=lambda i: scores[i])
         detail = {
             "reason": f"{self.model} rated {candidates[best]['field']} best (P(yes)={scores[best]:.3f})",
             "p_yes": {c["field"]: round(s, 4) for c, s in zip(candidates, scores, strict=True)},
         }
-        return candidates[best], detail, {"usage": usage}
+        return candidates[best], detail

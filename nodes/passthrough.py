@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from tandemlm.core.state import FlowState
 from tandemlm.core.node import Node, NodeCall
 
 
@@ -13,5 +13,5 @@ class Passthrough(Node):
 
     type_name = "pass"
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
-        return {"steps": [{"node": call.name, "model": None}]}
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
+        return {}

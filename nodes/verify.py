@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
-from tandemlm.core.state import FlowState, lookup, merge_usage, write
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.node import Decision, Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
+from tandemlm.models.call import ModelReply
 from tandemlm.nodes import structured
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
-from tandemlm.models.call import ModelReply, call_model
 from tandemlm.nodes.template import fields, render
-from tandemlm.telemetry.hops import hop_inputs
 
 REASON_SYSTEM = (
     "You are a careful assistant. Reason step by step in a few short sentences, then end "
@@ -113,14 +113,18 @@ class ReasonedAnswer(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        out = fields(self.prompt) | fields(self.system)
-        return out | {f for f in (self.evidence, self.feedback) if f}
+    def inputs(self) -> dict[str, Any]:
+        names = fields(self.prompt) | fields(self.system)
+        # on a retry the model sees the critique and its own previous answer
+        names |= {f for f in (self.evidence, self.feedback) if f}
+        if self.feedback:
+            names.add(self.output)
+        return dict.fromkeys(sorted(names), Any)
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(dict, doc="reasoning, answer, text and samples")}
 
-    def messages(self, state: FlowState) -> list[BaseMessage]:
+    def messages(self, state: Mapping[str, Any]) -> list[BaseMessage]:
         """The messages sent: question, evidence and, on a retry, the critique."""
         parts = [f"Question: {render(self.prompt, state)}"]
         if self.evidence:
@@ -135,23 +139,18 @@ class ReasonedAnswer(Node):
             )
         return [SystemMessage(content=self.system), HumanMessage(content="\n\n".join(parts))]
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         messages = self.messages(state)
-        sources = hop_inputs(state, self.reads())
         replies: list[ModelReply] = await asyncio.gather(
-            *(call_model(call, self.model, messages, sources=sources) for _ in range(self.samples))
+            *(call.chat(self.model, messages) for _ in range(self.samples))
         )
         samples = []
-        usage: dict[str, Any] = {}
         for reply in replies:
             reasoning, answer = split_reasoning(reply.text)
             samples.append({"reasoning": reasoning, "answer": answer, "text": reply.text})
-            usage = merge_usage(usage, reply.usage()["usage"])
-        value = {**samples[0], "samples": samples}
-        update = write(self.output, value)
-        update.update({"usage": usage, "meta": {self.output: replies[0].meta()}})
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+        # metadata of the first sample (the one ``answer`` and ``reasoning`` come from)
+        return NodeResult(outputs={self.output: {**samples[0], "samples": samples}},
+                          meta={self.output: replies[0].meta()})
 
 
 def structured_text(value: Any) -> str:
@@ -182,8 +181,9 @@ class Verify(Node):
             critique, answer}``.
         set_answer: also make the chosen answer the flow's answer.
 
-    The decision (score, threshold, accept/retry/unverified, critique) is recorded as the
-    node's step decision, so it appears on the node span and in ``result.decisions``.
+    The decision (score, threshold, accept/retry/unverified, critique) is a typed
+    :class:`Decision` of kind ``verify``: it appears on the node span and in
+    ``result.decisions``. The answer is credited to the model that wrote ``field``.
     """
 
     type_name = "verify"
@@ -200,13 +200,19 @@ class Verify(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        return {self.field} | fields(self.question) | ({self.evidence} if self.evidence else set())
+    def inputs(self) -> dict[str, Any]:
+        # The node also reads its own previous verdict (the round count); that is node
+        # state, not something the checker sees, so it is not declared (no hop, no taint).
+        names = {self.field} | fields(self.question) | ({self.evidence} if self.evidence else set())
+        return dict.fromkeys(sorted(names), Any)
 
-    def writes(self) -> set[str]:
-        return {self.output} | ({"answer"} if self.set_answer else set())
+    def outputs(self) -> dict[str, Port]:
+        out = {self.output: Port(dict, doc="the verdict")}
+        if self.set_answer:
+            out["answer"] = Port(str)
+        return out
 
-    def _messages(self, state: FlowState, sample: dict[str, Any]) -> list[BaseMessage]:
+    def _messages(self, state: Mapping[str, Any], sample: dict[str, Any]) -> list[BaseMessage]:
         parts = [
             f"Question: {render(self.question, state)}",
             f"Reasoning: {sample.get('reasoning') or '(none)'}",
@@ -220,24 +226,21 @@ class Verify(Node):
                      "score is 1 for fully consistent, 0 for contradictory.")
         return [SystemMessage(content=VERIFY_SYSTEM), HumanMessage(content="\n\n".join(parts))]
 
-    async def _score(self, call: NodeCall, state: FlowState, sample: dict[str, Any]) -> tuple[float, str, ModelReply]:
-        reply = await call_model(call, self.model, self._messages(state, sample),
-                                 sources=hop_inputs(state, {self.field}))
+    async def _score(self, call: NodeCall, state: Mapping[str, Any], sample: dict[str, Any]) -> tuple[float, str]:
+        reply = await call.chat(self.model, self._messages(state, sample))
         score, critique = parse_verdict(reply.text)
         conflict = numeric_conflict(str(sample.get("reasoning", "")), str(sample.get("answer", "")))
         if conflict:
             score, critique = min(score, 0.1), conflict
-        return score, critique, reply
+        return score, critique
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         candidate = lookup(state, self.field) or {}
         samples = candidate.get("samples") or [candidate]
         scored = await asyncio.gather(*(self._score(call, state, s) for s in samples))
-        usage: dict[str, Any] = {}
         groups: dict[str, list[int]] = {}
-        for i, (_, _, reply) in enumerate(scored):
-            usage = merge_usage(usage, reply.usage()["usage"])
-            key = " ".join(str(samples[i].get("answer", "")).lower().split()).rstrip(".")
+        for i, sample in enumerate(samples):
+            key = " ".join(str(sample.get("answer", "")).lower().split()).rstrip(".")
             groups.setdefault(key, []).append(i)
         weights = {k: sum(scored[i][0] for i in idx) for k, idx in groups.items()}
         best_key = max(groups, key=lambda k: (weights[k], -groups[k][0]))
@@ -252,20 +255,20 @@ class Verify(Node):
         choice = "accept" if verified else ("retry" if retry else "unverified")
         critique = scored[best][1]
         answer = str(samples[best].get("answer", ""))
+        rounded = round(score, 4)
         verdict = {
-            "verified": verified, "score": round(score, 4), "agreement": round(agreement, 4),
+            "verified": verified, "score": rounded, "agreement": round(agreement, 4),
             "round": rounds, "retry": retry, "critique": critique, "answer": answer,
             "sample_scores": [round(s[0], 4) for s in scored],
         }
-        answered_by = ((state.get("meta") or {}).get(self.field) or {}).get("model")
-        update: dict[str, Any] = write(self.output, verdict)
+        outputs: dict[str, Any] = {self.output: verdict}
         if self.set_answer:
-            update.update(answer_update(answer, answered_by))
-        update["usage"] = usage
-        update["meta"] = {self.output: {"model": self.model, "score": verdict["score"], "verified": verified}}
-        decision = {
-            "router": "verify", "score": verdict["score"], "threshold": self.threshold,
-            "choice": choice, "reason": critique or "consistent",
-        }
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output, "decision": decision}]
-        return update
+            outputs["answer"] = answer
+        return NodeResult(
+            outputs=outputs,
+            decision=Decision(kind="verify", choice=choice, reason=critique or "consistent",
+                              score=rounded, threshold=self.threshold),
+            # the answer is the answering model's; the verdict is the checker's
+            credit=meta_of(state, self.field).get("model") if self.set_answer else self.model,
+            meta={self.output: {"model": self.model, "score": rounded, "verified": verified}},
+        )

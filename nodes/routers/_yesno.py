@@ -8,24 +8,24 @@ Providers without token probabilities fall back to the parsed word (0 or 1).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field
 
-from tandemlm.core.state import FlowState
 from tandemlm.core.node import NodeCall
-from tandemlm.models.call import ModelReply, call_model
+from tandemlm.models.call import ModelReply
 from tandemlm.nodes.routers.base import Router, RouteScore
 from tandemlm.nodes.template import render
 
 
 async def ask_yes_no(
-    call: NodeCall, model: str, system: str, prompt: str, state: FlowState
+    call: NodeCall, model: str, system: str, prompt: str, state: Mapping[str, Any]
 ) -> tuple[float, ModelReply]:
     """Ask ``model`` the rendered Yes/No ``prompt``; return ``(P(yes), reply)``."""
     messages = [SystemMessage(content=system), HumanMessage(content=render(prompt, state))]
-    reply = await call_model(call, model, messages, logprobs=True, max_tokens=2)
+    reply = await call.chat(model, messages, logprobs=True, max_tokens=2)
     return p_yes(reply), reply
 
 
@@ -66,7 +66,7 @@ class YesNoRouter(Router):
     def reads(self) -> set[str]:
         return {"input", self.field}
 
-    async def score(self, state: FlowState, call: NodeCall) -> RouteScore:
+    async def score(self, state: Mapping[str, Any], call: NodeCall) -> RouteScore:
         prompt = self.prompt or self.DEFAULT_PROMPT % self.field
         yes, reply = await ask_yes_no(call, self.model, self.system, prompt, state)
         score = 1.0 - yes

@@ -27,9 +27,9 @@ import numpy as np
 from pydantic import Field
 
 from tandemlm._sqlite import connect_wal
-from tandemlm.errors import ConfigError
-from tandemlm.core.state import FlowState, lookup
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState, lookup
+from tandemlm.errors import ConfigError
 from tandemlm.nodes.routers._features import featurize
 from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 

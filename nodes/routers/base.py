@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from tandemlm.core.state import FlowState
     from tandemlm.core.node import NodeCall
+    from tandemlm.core.state import FlowState
 
 LARGE = "large"
 SMALL = "small"

@@ -6,8 +6,8 @@ import math
 from typing import Literal
 
 from tandemlm.core.ledger import meta_of
-from tandemlm.core.state import FlowState
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState
 from tandemlm.models.confidence import Confidence
 from tandemlm.nodes.routers.base import Router, RouteScore
 

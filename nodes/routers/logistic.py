@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from tandemlm.core.state import FlowState, lookup
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState, lookup
 from tandemlm.nodes.routers import _trained
 from tandemlm.nodes.routers._features import featurize
 from tandemlm.nodes.routers.base import Router, RouteScore

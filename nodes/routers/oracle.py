@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tandemlm.core.state import FlowState, lookup
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState, lookup
 from tandemlm.nodes.routers.base import Router, RouteScore
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tandemlm.core.state import FlowState, lookup
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState, lookup
 from tandemlm.nodes.routers.base import Router, RouteScore
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tandemlm.core.state import FlowState
 from tandemlm.core.node import NodeCall
+from tandemlm.core.state import FlowState
 from tandemlm.nodes.routers.base import LARGE, SMALL, Router, RouteScore
 
 

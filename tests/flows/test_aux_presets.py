@@ -147,7 +147,7 @@ def test_split_reasoning(reply: str, expected: tuple[str, str]) -> None:
 async def test_flag_router_reads_bools_scores_and_inverts() -> None:
     from tandemlm.nodes.routers.flag import FlagRouter
 
-    state = {"vars": {"verification": {"retry": True, "score": 0.3}}}
+    state = {"verification": {"retry": True, "score": 0.3}}
     assert (await FlagRouter(field="verification.retry").score(state, None)).score == 1.0  # type: ignore[arg-type]
     inverted = await FlagRouter(field="verification.score", invert=True).score(state, None)  # type: ignore[arg-type]
     assert inverted.score == pytest.approx(0.7) and "inverted" in inverted.reason

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from tandemlm import BudgetExceededError, ModelUnavailableError, ScriptedChatModel, compile_flow
-from tandemlm.flows.loader import load_flow
 from tandemlm.escalations import EscalationQueue, replay
+from tandemlm.flows.loader import load_flow
 from tandemlm.nodes.fallback import reset_breakers
 from tandemlm.nodes.fuse import normalise
 

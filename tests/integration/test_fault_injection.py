@@ -27,10 +27,10 @@ from pydantic import PrivateAttr
 
 from tandemlm.errors import TandemError
 from tandemlm.flows import RunResult, compile_flow, load_flow
-from tandemlm.nodes.fallback import reset_breakers
 from tandemlm.models.fakes import KeyedChatModel
 from tandemlm.models.resolve import build_chat_model
 from tandemlm.models.spec import ModelSpec
+from tandemlm.nodes.fallback import reset_breakers
 from tandemlm.telemetry.setup import enable_tracing
 from tandemlm.telemetry.store import TraceStore
 

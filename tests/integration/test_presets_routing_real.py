@@ -8,8 +8,8 @@ import pytest
 
 from tandemlm import compile_flow
 from tandemlm.flows.loader import load_flow
-from tandemlm.nodes.fallback import reset_breakers
 from tandemlm.models.llamacpp import ChatLlamaCpp
+from tandemlm.nodes.fallback import reset_breakers
 
 pytestmark = pytest.mark.real
 

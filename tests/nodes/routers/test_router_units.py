@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tandemlm import ScriptedChatModel
-from tandemlm.errors import ConfigError
 from tandemlm.core.context import TandemContext
-from tandemlm.flows.registry import router_type
 from tandemlm.core.node import NodeCall
+from tandemlm.errors import ConfigError
+from tandemlm.flows.registry import router_type
 from tandemlm.models.pool import ModelPool
 from tandemlm.nodes.routers.knn import KnnModel, KnnRouter
 from tandemlm.nodes.routers.logistic import LogisticModel, LogisticRouter
@@ -19,19 +19,20 @@ from tandemlm.nodes.routers.oracle import OracleRouter
 from tandemlm.nodes.routers.random import RandomRouter
 from tandemlm.nodes.routers.self_eval import SelfEvalRouter
 from tandemlm.nodes.routers.sticky import StickyRouter
-from tandemlm.routing.training import Table, fit_router, folds, load_table
 from tandemlm.nodes.routers.verifier import VerifierRouter
+from tandemlm.routing.training import Table, fit_router, folds, load_table
 
 HARD = ["prove the integral of x squared", "solve the integral equation", "integral of sine"]
 EASY = ["hello there friend", "say hello to me", "hello how are you"]
 
 
 def call(**models: ScriptedChatModel) -> NodeCall:
-    return NodeCall("gate", TandemContext(flow="t", models=ModelPool({}, models)))
+    context = TandemContext(flow="t", models=ModelPool({}, models))
+    return NodeCall("gate", context, context.recorder.scope("gate"))
 
 
-def state(text: str = "2+2?", **vars: object) -> dict:
-    return {"input": text, "vars": dict(vars), "meta": {}}
+def state(text: str = "2+2?", **variables: object) -> dict:
+    return {"input": text, "variables": dict(variables), "ledger": []}
 
 
 async def test_self_eval_uses_first_token_probability() -> None:
