@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
 from tandemlm.errors import ModelUnavailableError
-from tandemlm.core.state import FlowState, write
 from tandemlm.nodes import structured
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.models.call import call_model
 from tandemlm.nodes.template import fields, render
 
 SCHEMA = {"subquestions": "list[str]"}
@@ -42,7 +41,8 @@ class Decompose(Node):
     """Ask ``model`` for sub-questions (structured output) and write them to ``output``.
 
     Falls back to ``[input]`` when the model fails, the reply does not parse, or the list is
-    empty; the fallback is recorded in ``errors`` (recovered) and as ``meta[output].fallback``.
+    empty; the fallback is recorded as a recovered error and as the output's metadata
+    ``fallback``.
 
     Args:
         model: model name (usually the SLM).
@@ -69,13 +69,21 @@ class Decompose(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
+    def _prompt_fields(self) -> set[str]:
         return (fields(self.prompt) | fields(self.system or "")) - {"max_items"}
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def inputs(self) -> dict[str, Any]:
+        # ``input`` is the fallback (and the original question), whatever the prompt says.
+        return dict.fromkeys(sorted(self._prompt_fields() | {"input"}), Any)
 
-    def messages(self, state: FlowState) -> list[BaseMessage]:
+    def model_inputs(self, param: str) -> set[str]:
+        """The model sees the prompt's fields only (the fallback never reaches it)."""
+        return self._prompt_fields()
+
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(list, doc="sub-questions")}
+
+    def messages(self, state: Mapping[str, Any]) -> list[BaseMessage]:
         prompt = render(self.prompt.replace("{max_items}", str(self.max_items)), state)
         out: list[BaseMessage] = []
         if self.system:
@@ -83,16 +91,13 @@ class Decompose(Node):
         out.append(HumanMessage(content=f"{prompt}\n\n{structured.instruction(SCHEMA)}"))
         return out
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         question = str(state.get("input", ""))
-        update: dict[str, Any] = {}
         problem: str | None = None
         items: list[str] = []
-        options = {"max_tokens": self.max_tokens} if self.max_tokens else {}
+        options: dict[str, Any] = {"max_tokens": self.max_tokens} if self.max_tokens else {}
         try:
-            reply = await call_model(call, self.model, self.messages(state), **options)
-            update.update(reply.usage())
-            update["meta"] = {self.output: reply.meta()}
+            reply = await call.chat(self.model, self.messages(state), **options)
             items = clean(structured.parse(reply.text, SCHEMA)["subquestions"], self.max_items)
             if not items:
                 problem = "the model returned no sub-questions"
@@ -106,10 +111,5 @@ class Decompose(Node):
         if fallback:
             items = [question]
         if problem:
-            update["errors"] = [
-                {"node": call.name, "error": f"decomposition fell back: {problem}", "recovered": True}
-            ]
-        update.update(write(self.output, items))
-        update["meta"] = {self.output: {**update.get("meta", {}).get(self.output, {}), "fallback": fallback}}
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+            call.error(f"decomposition fell back: {problem}")
+        return NodeResult(outputs={self.output: items}, meta={self.output: {"fallback": fallback}})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
 
-from tandemlm.core.state import FlowState, lookup, write
-from tandemlm.core.node import Node, NodeCall
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
 
 
 def merge_hits(hits: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -44,13 +46,16 @@ class Evidence(Node):
     output: str = "context"
     sources_output: str = "sources"
 
-    def reads(self) -> set[str]:
-        return {self.field}
+    def inputs(self) -> dict[str, Any]:
+        return {self.field: list}
 
-    def writes(self) -> set[str]:
-        return {self.output, self.sources_output}
+    def outputs(self) -> dict[str, Port]:
+        return {
+            self.output: Port(str, doc="cited context"),
+            self.sources_output: Port(list, doc="source ids"),
+        }
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         hits = merge_hits(list(lookup(state, self.field) or []), self.k)
         blocks: list[str] = []
         sources: list[str] = []
@@ -66,10 +71,7 @@ class Evidence(Node):
             if source not in sources:
                 sources.append(source)
         context = "\n\n".join(blocks) if blocks else "(no evidence found)"
-        update: dict[str, Any] = write(self.output, context)
-        update.setdefault("vars", {})[self.sources_output] = sources
-        update["steps"] = [{"node": call.name, "output": self.output}]
-        return update
+        return {self.output: context, self.sources_output: sources}
 
 
 _CITE = re.compile(r"\[([^\[\]\n]{1,300})\]")
@@ -91,7 +93,7 @@ class Citations(Node):
 
     Writes ``output`` with the cited source ids. With ``on_missing: append`` and an answer
     that cites nothing, appends ``Sources consulted: [a], [b]`` to the answer (honestly
-    labelled: the model did not cite them).
+    labelled: the model did not cite them); the answer stays credited to its model.
 
     Args:
         sources: the field with the known source ids (from ``evidence``).
@@ -105,19 +107,23 @@ class Citations(Node):
     output: str = "citations"
     on_missing: str = Field("ignore", pattern="^(ignore|append)$")
 
-    def reads(self) -> set[str]:
-        return {"answer", self.sources}
+    def inputs(self) -> dict[str, Any]:
+        return {"answer": str, self.sources: list}
 
-    def writes(self) -> set[str]:
-        return {self.output, "answer"} if self.on_missing == "append" else {self.output}
+    def outputs(self) -> dict[str, Port]:
+        ports = {self.output: Port(list, doc="cited source ids")}
+        if self.on_missing == "append":
+            ports["answer"] = Port(str)
+        return ports
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         answer = str(state.get("answer") or "")
         known = [str(s) for s in (lookup(state, self.sources) or [])]
         found = cited(answer, known)
-        update: dict[str, Any] = write(self.output, found)
         if not found and known and self.on_missing == "append":
             listed = ", ".join(f"[{s}]" for s in known)
-            update["answer"] = f"{answer}\n\nSources consulted: {listed}"
-        update["steps"] = [{"node": call.name, "output": self.output}]
-        return update
+            return NodeResult(
+                outputs={self.output: found, "answer": f"{answer}\n\nSources consulted: {listed}"},
+                credit=meta_of(state, "answer").get("model"),
+            )
+        return NodeResult(outputs={self.output: found})

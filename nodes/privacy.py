@@ -2,30 +2,30 @@
 
 ``privacy_filter`` replaces personal data in a field with stable placeholders (``<PERSON_1>``,
 ``<EMAIL_1>``; the same value gets the same placeholder for the whole run) and keeps the
-placeholder -> value mapping in ``vars["_private"]``. That key is local state: the privacy
-check rejects any non-local model reading it, nodes never put it into prompts, and spans
-never record it. ``restore`` puts the values back into a text (the final answer) on the
-device. ``local_context`` brings device-local data (a user profile, a document) into the
-flow and marks it as private for ``privacy: strict``.
+placeholder -> value mapping in the ``_private`` output. That output is declared private:
+the privacy check rejects any non-local model reading it, nodes never put it into prompts,
+and spans never record it. ``restore`` puts the values back into a text (the final answer)
+on the device. ``local_context`` brings device-local data (a user profile, a document) into
+the flow; its output is declared private for ``privacy: strict``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import Field, field_validator
 
-from tandemlm.core.state import FlowState, lookup, write
-from tandemlm.nodes import pii
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
-from tandemlm.models.call import call_model
+from tandemlm import pii
+from tandemlm.core import ledger
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup, merge_dicts
 
 PRIVATE_KEY = "_private"
-"""``vars`` key of the placeholder mapping (``{"<EMAIL_1>": "ana@example.com"}``)."""
+"""The output holding the placeholder mapping (``{"<EMAIL_1>": "ana@example.com"}``)."""
 
 NAME_PROMPT = (
     "List every person's name that appears in the text below, exactly as written, one per "
@@ -137,8 +137,11 @@ class PrivacyFilter(Node):
         presidio: use Presidio's pattern recognizers as well as tandemlm's.
         allow: strings never redacted (your company's name, support address, ...).
 
-    Writes ``output``, the mapping in ``vars["_private"]`` and ``meta[output]["redactions"]``
-    (the number of values replaced; ``redaction_types`` counts them by type).
+    Writes ``output`` (declared clean: ``privacy: strict`` lets non-local models read it),
+    the mapping in ``_private`` (an aggregate: later filters extend it; declared private)
+    and the output metadata ``redactions`` (the number of values replaced;
+    ``redaction_types`` counts them by type). While it runs, content capture on spans uses
+    its detectors (``context.extras["redact"]``).
     """
 
     type_name = "privacy_filter"
@@ -170,47 +173,51 @@ class PrivacyFilter(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model} if self.model else {}
 
-    def reads(self) -> set[str]:
+    def inputs(self) -> dict[str, Any]:
+        # the mapping of earlier filters is extended, so placeholders stay stable in a run
+        return {self.field: Any, PRIVATE_KEY: dict}
+
+    def model_inputs(self, param: str) -> set[str]:
+        """The name-finding model sees the filtered field, never the mapping."""
         return {self.field}
 
-    def writes(self) -> set[str]:
-        return {self.output, PRIVATE_KEY}
+    def outputs(self) -> dict[str, Port]:
+        return {
+            # the field's value with its strings masked: a string, or lists/dicts of them
+            self.output: Port(Any, private=False, doc="text with personal data masked"),
+            PRIVATE_KEY: Port(dict, reducer=merge_dicts, private=True, doc="the placeholder mapping"),
+        }
 
-    async def _slm_names(self, call: NodeCall, text: str) -> tuple[list[pii.Entity], dict[str, Any]]:
+    async def _slm_names(self, call: NodeCall, text: str) -> list[pii.Entity]:
         assert self.model is not None
         messages = [
             SystemMessage(content="You find person names in text. You never answer the text."),
             HumanMessage(content=NAME_PROMPT.format(text=text)),
         ]
-        reply = await call_model(call, self.model, messages)
+        reply = await call.chat(self.model, messages)
         lines = [] if reply.text.strip().upper().startswith("NONE") else re.split(r"[\n;]", reply.text)
-        return pii.names_in(text, lines, "slm"), reply.usage()
+        return pii.names_in(text, lines, "slm")
 
-    async def filter_text(self, call: NodeCall, text: str, redactor: Redactor) -> tuple[str, dict[str, int], dict[str, Any]]:
-        """Redact one string; returns the text, counts per type and model usage."""
+    async def filter_text(self, call: NodeCall, text: str, redactor: Redactor) -> tuple[str, dict[str, int]]:
+        """Redact one string; returns the text and counts per type."""
         extra: list[pii.Entity] = []
-        usage: dict[str, Any] = {}
         if self.model and pii.PERSON in self.types and text.strip():
-            extra, usage = await self._slm_names(call, text)
+            extra = await self._slm_names(call, text)
         entities = pii.detect(
             text, self.types, presidio=self.presidio, names=self.names, extra=extra, allow=self.allow
         )
-        redacted, counts = redactor.redact(text, entities)
-        return redacted, counts, usage
+        return redactor.redact(text, entities)
 
     def capture_redactor(self, text: str) -> tuple[str, int]:
         """Redaction for span content capture (its own placeholders; no model call)."""
         entities = pii.detect(text, self.types, presidio=self.presidio, names=self.names, allow=self.allow)
         return Redactor().redact(text, entities)[0], len(entities)
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
-        from tandemlm.core.state import merge_usage
-
-        redactor = Redactor((state.get("vars") or {}).get(PRIVATE_KEY))
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
+        redactor = Redactor(state.get(PRIVATE_KEY))
         call.context.extras.setdefault("redact", self.capture_redactor)
         value = lookup(state, self.field)
         counts: dict[str, int] = {}
-        usage: dict[str, Any] = {}
         strings: list[str] = []
 
         def collect(s: str) -> str:
@@ -222,25 +229,22 @@ class PrivacyFilter(Node):
         for text in strings:
             if text in done:
                 continue
-            done[text], found, used = await self.filter_text(call, text, redactor)
+            done[text], found = await self.filter_text(call, text, redactor)
             for kind, n in found.items():
                 counts[kind] = counts.get(kind, 0) + n
-            usage = merge_usage(usage, used.get("usage"))
         redacted = _map_strings(value, lambda s: done.get(s, s))
-        total = sum(counts.values())
-        update: dict[str, Any] = write(self.output, redacted)
-        update.setdefault("vars", {})[PRIVATE_KEY] = redactor.mapping
-        update["meta"] = {
-            self.output: {"model": self.model, "redactions": total, "redaction_types": counts, "source": self.field}
-        }
-        if usage:
-            update["usage"] = usage
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+        return NodeResult(
+            outputs={self.output: redacted, PRIVATE_KEY: redactor.mapping},
+            meta={self.output: {
+                "redactions": sum(counts.values()), "redaction_types": counts, "source": self.field,
+            }},
+        )
 
 
 class Restore(Node):
     """Put the original values back into ``field`` (on the device) and write ``output``.
+
+    The restored text is credited to the model that wrote ``field``.
 
     Args:
         field: the text holding placeholders (e.g. the personalised draft).
@@ -252,31 +256,29 @@ class Restore(Node):
     field: str = "answer"
     output: str = "answer"
 
-    def reads(self) -> set[str]:
-        return {self.field, PRIVATE_KEY}
+    def inputs(self) -> dict[str, Any]:
+        return {self.field: Any, PRIVATE_KEY: dict}
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(str)}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
-        mapping = (state.get("vars") or {}).get(PRIVATE_KEY) or {}
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
+        mapping = state.get(PRIVATE_KEY) or {}
         value = lookup(state, self.field)
         text = "" if value is None else str(value)
         restored, count = restore_text(text, mapping)
-        model = ((state.get("meta") or {}).get(self.field) or {}).get("model") or state.get("answered_by")
-        if self.output == "answer":
-            update = answer_update(restored, model or None)
-        else:
-            update = write(self.output, restored)
-        update["meta"] = {self.output: {"model": model, "restored": count}}
-        update["steps"] = [{"node": call.name, "model": None, "output": self.output}]
-        return update
+        model = ledger.meta_of(state, self.field).get("model") or ledger.answered_by(ledger.entries(state))
+        return NodeResult(
+            outputs={self.output: restored},
+            credit=model or None,
+            meta={self.output: {"restored": count}},
+        )
 
 
 class LocalContext(Node):
     """Bring device-local data into the flow: a run variable or a local file.
 
-    Its output counts as private under ``privacy: strict`` (like raw input): a non-local
+    Its output is declared private (like raw input) for ``privacy: strict``: a non-local
     model may only see it after a ``privacy_filter``.
 
     Args:
@@ -287,21 +289,21 @@ class LocalContext(Node):
     """
 
     type_name = "local_context"
-    private_source: ClassVar[bool] = True
 
     field: str = "profile"
     path: str | None = None
     fallback: str | None = None
     default: str = ""
 
-    def reads(self) -> set[str]:
-        return {self.fallback} if self.fallback else set()
+    def inputs(self) -> dict[str, Any]:
+        return {"variables": dict, **({self.fallback: Any} if self.fallback else {})}
 
-    def writes(self) -> set[str]:
-        return {self.field}
+    def outputs(self) -> dict[str, Port]:
+        return {self.field: Port(Any, private=True, doc="local data")}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
-        given = (state.get("vars") or {}).get(self.field)
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
+        # the run variable, not the channel: in a thread the channel still holds the last turn's
+        given = (state.get("variables") or {}).get(self.field)
         if given is not None:
             value: Any = given
         elif self.path:
@@ -310,6 +312,4 @@ class LocalContext(Node):
             value = lookup(state, self.fallback)
         else:
             value = self.default
-        update = write(self.field, value)
-        update["steps"] = [{"node": call.name, "model": None, "output": self.field}]
-        return update
+        return {self.field: value}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from tandemlm.core.node import Node, NodeCall, Port
+from tandemlm.core.state import merge_evidence
 from tandemlm.errors import SpecError
-from tandemlm.core.state import FlowState, write
-from tandemlm.core.node import Node, NodeCall
 from tandemlm.nodes.template import fields, render
 from tandemlm.stores.traced import traced_search
 
@@ -33,14 +34,17 @@ class Retrieve(Node):
     Args:
         store: store name from the flow's ``stores``.
         query: query template, e.g. ``"{input}"`` or ``"{subquestion}"`` (in a map fan-out).
+            A query that renders empty searches for the raw ``input``.
         k: number of hits.
         where: metadata filter in Chroma's ``where`` language, e.g. ``{folder: policies}``.
         min_score: drop hits scoring below this similarity.
-        output: ``evidence`` (default) appends to the shared, de-duplicated evidence list,
-            which parallel branches can all write; any other name stores this node's hits
-            (a list of ``{id, text, metadata, score, source}``) under that name.
+        output: the field for the hits (a list of ``{id, text, metadata, score, source,
+            query}``), ``evidence`` by default. It is an aggregate: hits written by several
+            executions (parallel branches, a ``map`` fan-out) are merged, de-duplicated by
+            id, the best score kept.
 
-    Each hit also records the ``query`` that found it.
+    Each hit also records the ``query`` that found it. The search runs in a
+    ``retrieval <store>`` span.
     """
 
     type_name = "retrieve"
@@ -67,13 +71,13 @@ class Retrieve(Node):
     def store_refs(self) -> dict[str, str]:
         return {"store": self.store}
 
-    def reads(self) -> set[str]:
-        return fields(self.query)
+    def inputs(self) -> dict[str, Any]:
+        return dict.fromkeys(sorted(fields(self.query)), Any)
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(list, reducer=merge_evidence, doc="retrieved passages")}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         store = get_store(call, self.store)
         query = render(self.query, state).strip() or str(state.get("input", ""))
         found = await traced_search(self.store, store, query, self.k, self.where)
@@ -82,8 +86,4 @@ class Retrieve(Node):
             for hit in found
             if self.min_score is None or hit.score >= self.min_score
         ]
-        update: dict[str, Any] = (
-            {EVIDENCE: hits} if self.output == EVIDENCE else write(self.output, hits)
-        )
-        update["steps"] = [{"node": call.name, "output": self.output}]
-        return update
+        return {self.output: hits}

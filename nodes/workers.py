@@ -3,25 +3,24 @@
 The remote model never sees the long document: ``plan_subtasks`` shows it the question and
 the number of chunks, ``local_workers`` runs every subtask on every chunk with the local
 model (concurrently, ``asyncio.gather``), and ``aggregate_findings`` gives the remote model
-only the workers' short findings. The result reports the remote tokens used against an
-estimate of sending the whole document.
+only the workers' short findings. Its ``minions`` output reports the remote tokens used
+against an estimate of sending the whole document.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field, model_validator
 
-from tandemlm.core.state import FlowState, lookup, merge_usage, write
+from tandemlm.core import ledger
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
 from tandemlm.nodes import structured
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
-from tandemlm.models.call import call_model
 from tandemlm.nodes.template import fields, render
-from tandemlm.telemetry.hops import hop_inputs
 
 PLAN_SCHEMA = {"subtasks": "list[str]"}
 NONE_WORDS = ("none", "n/a", "nothing", "no relevant", "not relevant", "not mentioned")
@@ -56,7 +55,7 @@ class _Chunked(Node):
             raise ValueError("overlap must be smaller than chunk_chars")
         return self
 
-    def chunks(self, state: FlowState) -> list[str]:
+    def chunks(self, state: Mapping[str, Any]) -> list[str]:
         value = lookup(state, self.document)
         return chunk_text("" if value is None else str(value), self.chunk_chars, self.overlap, self.max_chunks)
 
@@ -83,17 +82,17 @@ class PlanSubtasks(_Chunked):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        return fields(self.question) | {self.document}
+    def inputs(self) -> dict[str, Any]:
+        return {**dict.fromkeys(sorted(fields(self.question)), Any), self.document: str}
 
-    def model_reads(self, param: str) -> set[str]:
+    def model_inputs(self, param: str) -> set[str]:
         """The planner sees the question only (the document's size, not its text)."""
         return fields(self.question)
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(dict, doc="subtasks and the number of chunks")}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         question = render(self.question, state)
         chunks = self.chunks(state)
         prompt = (
@@ -106,18 +105,14 @@ class PlanSubtasks(_Chunked):
             SystemMessage(content="You plan work for small assistants. Be brief."),
             HumanMessage(content=prompt),
         ]
-        reply = await call_model(call, self.model, messages, sources=hop_inputs(state, fields(self.question)))
-        update: dict[str, Any] = {**reply.usage()}
+        reply = await call.chat(self.model, messages)
         try:
             subtasks = [s.strip() for s in structured.parse(reply.text, PLAN_SCHEMA)["subtasks"] if s.strip()]
         except ValueError as exc:
             subtasks = []
-            update["errors"] = [{"node": call.name, "error": f"plan: {exc}", "recovered": True}]
+            call.error(f"plan: {exc}")
         subtasks = subtasks[: self.max_subtasks] or [question]
-        update.update(write(self.output, {"subtasks": subtasks, "chunks": len(chunks)}))
-        update["meta"] = {self.output: reply.meta()}
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+        return {self.output: {"subtasks": subtasks, "chunks": len(chunks)}}
 
 
 class LocalWorkers(_Chunked):
@@ -129,6 +124,8 @@ class LocalWorkers(_Chunked):
         question: the question (template), given to workers for context.
         concurrency: at most this many worker calls at once.
         output: field for the findings ``[{chunk, task, finding}]`` (``NONE`` answers dropped).
+
+    The output's metadata counts the worker ``calls`` and the findings ``kept``.
     """
 
     type_name = "local_workers"
@@ -142,43 +139,39 @@ class LocalWorkers(_Chunked):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        return {self.plan, self.document} | fields(self.question)
+    def inputs(self) -> dict[str, Any]:
+        return {**dict.fromkeys(sorted(fields(self.question)), Any), self.plan: dict, self.document: str}
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(list, doc="findings per chunk and subtask")}
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         plan = lookup(state, self.plan) or {}
         question = render(self.question, state)
         subtasks = list(plan.get("subtasks") or [question])
         chunks = self.chunks(state)
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def work(index: int, chunk: str, task: str) -> tuple[int, str, Any]:
+        async def work(index: int, chunk: str, task: str) -> tuple[int, str, str]:
             prompt = (
                 f"Excerpt (part {index + 1} of {len(chunks)}):\n{chunk}\n\nQuestion: {question}\n"
                 f"Task: {task}\nReply with the relevant facts from this excerpt only, in one or "
                 "two sentences. If the excerpt has nothing relevant, reply NONE."
             )
             async with gate:
-                reply = await call_model(call, self.model, [HumanMessage(content=prompt)])
-            return index, task, reply
+                reply = await call.chat(self.model, [HumanMessage(content=prompt)])
+            return index, task, reply.text.strip()
 
-        jobs = [work(i, c, t) for i, c in enumerate(chunks) for t in subtasks]
-        results = await asyncio.gather(*jobs)
-        usage: dict[str, Any] = {}
-        findings = []
-        for index, task, reply in results:
-            usage = merge_usage(usage, reply.usage()["usage"])
-            text = reply.text.strip()
-            if text and not text.lower().startswith(NONE_WORDS):
-                findings.append({"chunk": index + 1, "task": task, "finding": text})
-        update: dict[str, Any] = write(self.output, findings)
-        update["usage"] = usage
-        update["meta"] = {self.output: {"model": self.model, "calls": len(results), "kept": len(findings)}}
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+        results = await asyncio.gather(*(work(i, c, t) for i, c in enumerate(chunks) for t in subtasks))
+        findings = [
+            {"chunk": index + 1, "task": task, "finding": text}
+            for index, task, text in results
+            if text and not text.lower().startswith(NONE_WORDS)
+        ]
+        return NodeResult(
+            outputs={self.output: findings},
+            meta={self.output: {"calls": len(results), "kept": len(findings)}},
+        )
 
 
 class AggregateFindings(Node):
@@ -191,9 +184,10 @@ class AggregateFindings(Node):
         document: the document field (never sent; used only for the comparison estimate).
         output: where the answer goes (``answer`` by default).
 
-    Writes ``vars.minions``: ``remote_tokens`` (input + output tokens of every non-local
-    model call in the run), ``full_document_tokens_est`` (the document plus question at the
-    tokens-per-character rate the remote model showed in this run) and ``saving``.
+    Also writes ``minions``: ``remote_models`` and ``remote_tokens`` (input + output tokens
+    of every non-local model call in the run, this one included, from the ledger),
+    ``full_document_tokens_est`` (the document plus question at the tokens-per-character
+    rate the remote model showed in this call) and ``saving``.
     """
 
     type_name = "aggregate_findings"
@@ -207,17 +201,20 @@ class AggregateFindings(Node):
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
-    def reads(self) -> set[str]:
-        return fields(self.question) | {self.findings, self.document}
+    def inputs(self) -> dict[str, Any]:
+        return {**dict.fromkeys(sorted(fields(self.question)), Any), self.findings: list, self.document: str}
 
-    def model_reads(self, param: str) -> set[str]:
+    def model_inputs(self, param: str) -> set[str]:
         """The aggregator sees the question and the findings, not the document."""
         return fields(self.question) | {self.findings}
 
-    def writes(self) -> set[str]:
-        return {self.output, "minions"}
+    def outputs(self) -> dict[str, Port]:
+        return {
+            self.output: Port(str),
+            "minions": Port(dict, doc="remote tokens used against sending the whole document"),
+        }
 
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         question = render(self.question, state)
         found = lookup(state, self.findings) or []
         lines = "\n".join(f"- [part {f['chunk']}] {f['finding']}" for f in found) or "- (no findings)"
@@ -230,8 +227,9 @@ class AggregateFindings(Node):
             SystemMessage(content="You are a precise assistant. Answer briefly and directly."),
             HumanMessage(content=prompt),
         ]
-        reply = await call_model(call, self.model, messages, sources=hop_inputs(state, {self.findings}))
-        usage = merge_usage(state.get("usage"), reply.usage()["usage"])
+        reply = await call.chat(self.model, messages)
+        # the run so far (ledger) plus this node's own calls (its scope, not yet in the ledger)
+        usage = ledger.usage([*ledger.entries(state), {"usage": call.scope.usage}])
         pool = call.context.models
         remote = [name for name in usage if name in pool.names() and not pool.spec(name).local]
         remote_tokens = sum(int(usage[n].get("input_tokens", 0) + usage[n].get("output_tokens", 0)) for n in remote)
@@ -244,11 +242,4 @@ class AggregateFindings(Node):
             "full_document_tokens_est": baseline,
             "saving": round(1 - remote_tokens / baseline, 4) if baseline else 0.0,
         }
-        if self.output == "answer":
-            update = answer_update(reply.text, self.model)
-        else:
-            update = write(self.output, reply.text)
-        update.setdefault("vars", {})["minions"] = report
-        update.update({**reply.usage(), "meta": {self.output: reply.meta(), "minions": report}})
-        update["steps"] = [{"node": call.name, "model": self.model, "output": self.output}]
-        return update
+        return {self.output: reply.text, "minions": report}

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from tandemlm.telemetry import attributes as A
+from tandemlm.telemetry.guard import safely
 from tandemlm.telemetry.spans import retrieval_span
 
 
@@ -15,5 +16,5 @@ async def traced_search(
     """Run ``store.search(query, k, where)`` in a thread, traced as ``retrieval <name>``."""
     with retrieval_span(name, query, k) as current:
         hits = await asyncio.to_thread(store.search, query, k, where)
-        current.set_attribute(A.RETRIEVAL_RESULTS, len(hits))
+        safely(current.set_attribute, A.RETRIEVAL_RESULTS, len(hits))
     return list(hits)

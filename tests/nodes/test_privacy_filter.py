@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tandemlm import KeyedChatModel, ScriptedChatModel, compile_flow
-from tandemlm.nodes import pii
+from tandemlm import KeyedChatModel, ScriptedChatModel, compile_flow, pii
+from tandemlm.core import ledger
 from tandemlm.nodes.privacy import PRIVATE_KEY, Redactor, restore_text
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "pii_corpus.jsonl"
@@ -119,12 +119,13 @@ async def test_meta_records_redactions() -> None:
     llm = ScriptedChatModel(replies=["ok"])
     flow = compile_flow(filtered_flow(), models={"llm": llm})
     state = await flow.graph.ainvoke(
-        {"input": "mail a@example.org, IP 10.0.0.7", "vars": {}, "answer": "", "messages": []},
+        {"input": "mail a@example.org, IP 10.0.0.7", "variables": {}, "answer": "", "messages": []},
         context=flow.context(),
     )
-    assert state["meta"]["redacted"]["redactions"] == 2
-    assert state["meta"]["redacted"]["redaction_types"] == {"EMAIL": 1, "IP": 1}
-    assert "a@example.org" not in json.dumps(state["meta"])
+    meta = ledger.meta_of(state, "redacted")
+    assert meta["redactions"] == 2
+    assert meta["redaction_types"] == {"EMAIL": 1, "IP": 1}
+    assert "a@example.org" not in json.dumps(ledger.meta(state["ledger"]))
 
 
 async def test_local_slm_finds_names_the_patterns_miss() -> None:

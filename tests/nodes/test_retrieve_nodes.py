@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from tandemlm.errors import SpecError
 from tandemlm.core.context import TandemContext
-from tandemlm.core.state import merge_evidence
 from tandemlm.core.node import NodeCall
-from tandemlm.nodes.decompose import Decompose, clean
-from tandemlm.nodes.evidence import Citations, Evidence, cited, merge_hits
+from tandemlm.core.state import merge_evidence
+from tandemlm.errors import SpecError
 from tandemlm.models.fakes import ScriptedChatModel
 from tandemlm.models.pool import ModelPool
 from tandemlm.models.spec import ModelSpec
+from tandemlm.nodes.decompose import Decompose, clean
+from tandemlm.nodes.evidence import Citations, Evidence, cited, merge_hits
 from tandemlm.nodes.retrieve import Retrieve
 from tandemlm.stores import Document, MemoryStore
 
@@ -28,14 +28,14 @@ DOCS = [
 def call_for(models: dict[str, Any] | None = None, stores: dict[str, Any] | None = None) -> NodeCall:
     specs = {name: ModelSpec(role="slm") for name in (models or {})}
     context = TandemContext(flow="t", models=ModelPool(specs, models or {}), stores=stores or {})
-    return NodeCall("node", context)
+    return NodeCall("node", context, context.recorder.scope("node"))
 
 
 async def test_retrieve_appends_hits_with_the_query_to_evidence() -> None:
     store = MemoryStore("hash", DOCS)
     node = Retrieve(store="kb", query="{subquestion}", k=2, where={"kind": "policy"})
     update = await node.run(
-        {"input": "q", "vars": {"subquestion": "are returns accepted"}}, call_for(stores={"kb": store})
+        {"input": "q", "variables": {"subquestion": "are returns accepted"}}, call_for(stores={"kb": store})
     )
     hits = update["evidence"]
     assert hits[0]["id"] == "r1"
@@ -48,7 +48,7 @@ async def test_retrieve_to_a_named_field_and_min_score() -> None:
     store = MemoryStore("hash", DOCS)
     node = Retrieve(store="kb", k=3, output="hits", min_score=0.99)
     update = await node.run({"input": "tent warranty"}, call_for(stores={"kb": store}))
-    assert update["vars"] == {"hits": []}
+    assert update == {"hits": []}
 
 
 async def test_retrieve_names_a_missing_store() -> None:
@@ -73,10 +73,11 @@ async def test_decompose_cleans_and_bounds_the_list() -> None:
         replies=['{"subquestions": ["What is the return window?", "what is the return window", " ", "Refund time?", "Shipping?"]}']
     )
     node = Decompose(model="slm", max_items=2)
-    update = await node.run({"input": "Q?"}, call_for({"slm": slm}))
-    assert update["vars"]["subquestions"] == ["What is the return window?", "Refund time?"]
-    assert update["meta"]["subquestions"]["fallback"] is False
-    assert "errors" not in update
+    call = call_for({"slm": slm})
+    update = await node.run({"input": "Q?"}, call)
+    assert update.outputs["subquestions"] == ["What is the return window?", "Refund time?"]
+    assert update.meta["subquestions"]["fallback"] is False
+    assert call.scope.errors == []
     assert "at most 2 short" in slm.calls[0][-1].content
     slm.assert_all_used()
 
@@ -92,10 +93,11 @@ async def test_decompose_cleans_and_bounds_the_list() -> None:
 )
 async def test_decompose_falls_back_to_the_question(reply: Any, reason: str) -> None:
     node = Decompose(model="slm")
-    update = await node.run({"input": "Can I return a tent?"}, call_for({"slm": ScriptedChatModel(replies=[reply])}))
-    assert update["vars"]["subquestions"] == ["Can I return a tent?"]
-    assert update["meta"]["subquestions"]["fallback"] is True
-    assert reason in update["errors"][0]["error"] and update["errors"][0]["recovered"]
+    call = call_for({"slm": ScriptedChatModel(replies=[reply])})
+    update = await node.run({"input": "Can I return a tent?"}, call)
+    assert update.outputs["subquestions"] == ["Can I return a tent?"]
+    assert update.meta["subquestions"]["fallback"] is True
+    assert reason in call.scope.errors[0]["error"] and call.scope.errors[0]["recovered"]
 
 
 def test_clean_keeps_order_and_caps_length() -> None:
@@ -110,19 +112,19 @@ async def test_evidence_merges_cites_and_caps() -> None:
     ]
     assert [h["id"] for h in merge_hits(hits, 5)] == ["2", "3"]  # same text counted once
     update = await Evidence(k=5).run({"evidence": hits}, call_for())
-    assert update["vars"]["context"] == "[returns.md] Returns within 30 days.\n\n[tent.md] Tent warranty 3 years."
-    assert update["vars"]["sources"] == ["returns.md", "tent.md"]
+    assert update["context"] == "[returns.md] Returns within 30 days.\n\n[tent.md] Tent warranty 3 years."
+    assert update["sources"] == ["returns.md", "tent.md"]
     empty = await Evidence().run({"evidence": []}, call_for())
-    assert empty["vars"] == {"context": "(no evidence found)", "sources": []}
+    assert empty == {"context": "(no evidence found)", "sources": []}
 
 
 async def test_citations_found_or_appended() -> None:
     assert cited("See [returns.md; tent.md] and [x].", ["returns.md", "tent.md"]) == ["returns.md", "tent.md"]
-    state: Any = {"answer": "30 days [returns.md].", "vars": {"sources": ["returns.md", "tent.md"]}}
-    update = await Citations(on_missing="append").run(state, call_for())
-    assert update["vars"]["citations"] == ["returns.md"] and "answer" not in update
-    state = {"answer": "30 days.", "vars": {"sources": ["returns.md"]}}
-    update = await Citations(on_missing="append").run(state, call_for())
-    assert update["vars"]["citations"] == []
+    state: Any = {"answer": "30 days [returns.md].", "sources": ["returns.md", "tent.md"]}
+    update = (await Citations(on_missing="append").run(state, call_for())).outputs
+    assert update["citations"] == ["returns.md"] and "answer" not in update
+    state = {"answer": "30 days.", "sources": ["returns.md"]}
+    update = (await Citations(on_missing="append").run(state, call_for())).outputs
+    assert update["citations"] == []
     assert update["answer"] == "30 days.\n\nSources consulted: [returns.md]"
-    assert "answer" not in await Citations().run(state, call_for())
+    assert "answer" not in (await Citations().run(state, call_for())).outputs
