@@ -107,7 +107,7 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
             except Exception as exc:  # a bug or library error inside the node: name the node
                 context.extras.setdefault(FAILED_NODE, name)
                 raise NodeExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
-            update, decision = _update(name, result, scope, declared)
+            update, decision = _update(name, result, scope, declared, context.extras.get("run_id"))
             if decision and current.is_recording():
                 safely(set_attributes, current, _decision_attributes(name, decision))
             return update
@@ -116,9 +116,13 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
     return run_node
 
 
-def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str]
-            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The state update of one node execution: its outputs plus its ledger entry."""
+def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str],
+            run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The state update of one node execution: its outputs plus its ledger entry.
+
+    A write of ``answer`` also adds the answer to ``messages`` under one id per run, so a
+    later rewrite of the answer in the same run (citations, restore) replaces it.
+    """
     if isinstance(result, NodeResult):
         outputs = result.outputs
         decision = result.decision.to_dict() if result.decision is not None else None
@@ -137,7 +141,8 @@ def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str]
     if decision and decision.get("choice") is not None:
         update["choices"] = {name: str(decision["choice"])}
     if "answer" in outputs:
-        update["messages"] = [AIMessage(content=str(outputs["answer"] or ""))]
+        update["messages"] = [AIMessage(content=str(outputs["answer"] or ""),
+                                        id=f"answer-{run_id}" if run_id else None)]
     return update, decision
 
 
