@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tandemlm.decoding.models import TokenModel
-from tandemlm.nodes.tokenlevel import TokenLevelNode
 from tandemlm.decoding.speculative import (
     AdaptiveDraftLength,
     Drafter,
@@ -24,6 +23,8 @@ from tandemlm.decoding.speculative import (
     PromptLookupDrafter,
     speculative,
 )
+from tandemlm.nodes.tokenlevel import ModelWork, TokenLevelNode
+from tandemlm.telemetry import attributes as A
 
 __all__ = ["Speculate"]
 
@@ -45,9 +46,12 @@ class Speculate(TokenLevelNode):
         ngram: longest n-gram matched by prompt lookup.
         prompt, system, output, max_tokens, temperature: as for ``generate``.
 
-    Meta (``meta[output]``) and the step record carry ``tokens_drafted``,
+    Meta (``meta[output]``) and the ledger entry carry ``tokens_drafted``,
     ``tokens_accepted``, ``acceptance_rate``, ``llm_token_share``, ``tokens_per_second``,
-    ``rounds``, ``mean_draft_length`` and ``draft``.
+    ``rounds``, ``mean_draft_length`` and ``draft``. Each model that ran gets one ``chat``
+    span: the drafter (``tandem.tokens.role=draft``, its output tokens are the drafted ones)
+    and the verifier (``target``, the answer's tokens), both with
+    ``tandem.tokens.drafted``/``accepted``/``acceptance_rate``.
     """
 
     type_name = "speculate"
@@ -94,10 +98,20 @@ class Speculate(TokenLevelNode):
             "mean_draft_length": round(sum(lengths) / len(lengths), 3) if lengths else 0.0,
         }
 
-    def uses_slm(self) -> bool:
-        return self.draft == "model"
-
-    def usage_split(self, result: GenerationResult) -> tuple[int, float, int, float]:
-        drafted = result.drafted if self.draft == "model" else 0
-        return drafted, result.draft_seconds if self.draft == "model" else 0.0, \
-            len(result.tokens), result.target_seconds
+    def work(self, result: GenerationResult, small: TokenModel, large: TokenModel
+             ) -> list[ModelWork]:
+        figures = {
+            A.TOKENS_DRAFTED: result.drafted,
+            A.TOKENS_ACCEPTED: result.accepted,
+            A.TOKENS_ACCEPTANCE_RATE: round(result.acceptance_rate, 4),
+        }
+        target = ModelWork(
+            large, len(result.tokens), result.target_seconds, result.finish_reason,
+            {A.TOKENS_ROLE: "target", **figures, A.TOKENS_ROUNDS: result.rounds,
+             A.TOKENS_WRITTEN: min(result.llm_tokens, len(result.tokens))},
+        )
+        if self.draft != "model":  # prompt lookup: no draft model ran
+            return [target]
+        draft = ModelWork(small, result.drafted, result.draft_seconds, None,
+                          {A.TOKENS_ROLE: "draft", **figures})
+        return [draft, target]

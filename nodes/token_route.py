@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import Field
 
 from tandemlm.decoding.models import TokenModel
-from tandemlm.nodes.tokenlevel import TokenLevelNode
 from tandemlm.decoding.routing import RoutedResult, RoutePolicy, token_route
 from tandemlm.decoding.speculative import GenerationResult
+from tandemlm.nodes.tokenlevel import ModelWork, TokenLevelNode
+from tandemlm.telemetry import attributes as A
 
 __all__ = ["TokenRoute"]
 
@@ -34,8 +35,11 @@ class TokenRoute(TokenLevelNode):
         handoff_tokens: tokens the LLM writes per handoff before the SLM resumes.
         prompt, system, output, max_tokens, temperature: as for ``generate``.
 
-    Meta (``meta[output]``) and the step record carry ``llm_token_share``, ``llm_tokens``,
-    ``slm_tokens``, ``handoffs`` and ``tokens_per_second``.
+    Meta (``meta[output]``) and the ledger entry carry ``llm_token_share``, ``llm_tokens``,
+    ``slm_tokens``, ``handoffs`` and ``tokens_per_second``. Both models get one ``chat``
+    span (``tandem.tokens.role`` ``writer`` for the SLM, ``takeover`` for the LLM) whose
+    output tokens are the ones it wrote, with ``tandem.tokens.handoffs`` and
+    ``tandem.tokens.llm_share``.
     """
 
     type_name = "token_route"
@@ -65,6 +69,14 @@ class TokenRoute(TokenLevelNode):
     def credit(self, result: GenerationResult, small: TokenModel, large: TokenModel) -> str:
         return large.name if result.llm_tokens else small.name
 
-    def usage_split(self, result: GenerationResult) -> tuple[int, float, int, float]:
+    def work(self, result: GenerationResult, small: TokenModel, large: TokenModel
+             ) -> list[ModelWork]:
         assert isinstance(result, RoutedResult)
-        return result.slm_tokens, result.slm_seconds, result.llm_tokens, result.llm_seconds
+        shared = {A.TOKENS_HANDOFFS: result.handoffs,
+                  A.TOKENS_LLM_SHARE: round(result.llm_token_share, 4)}
+        return [
+            ModelWork(small, result.slm_tokens, result.slm_seconds, result.finish_reason,
+                      {A.TOKENS_ROLE: "writer", A.TOKENS_WRITTEN: result.slm_tokens, **shared}),
+            ModelWork(large, result.llm_tokens, result.llm_seconds, result.finish_reason,
+                      {A.TOKENS_ROLE: "takeover", A.TOKENS_WRITTEN: result.llm_tokens, **shared}),
+        ]

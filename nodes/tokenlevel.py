@@ -1,26 +1,51 @@
-"""What ``speculate`` and ``token_route`` share: prompt, models, usage and statistics."""
+"""What ``speculate`` and ``token_route`` share: prompt, models, the run and its report.
+
+The engines run both models themselves, token by token, outside ``call_model``; the node
+reports each model's work with :meth:`~tandemlm.core.node.NodeCall.record_model_use`, so
+every model gets one ``chat`` span per execution (token usage plus ``tandem.tokens.*``
+figures), metrics, usage and escalation like any other model call.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
-from tandemlm.core.state import FlowState, write
-from tandemlm.core.node import Node, NodeCall
-from tandemlm.nodes.generate import answer_update
+from tandemlm.core.node import Node, NodeCall, NodeResult, Port
+from tandemlm.decoding.models import TokenModel, check_pair, load_pair, locked
 from tandemlm.models.call import check_budget
 from tandemlm.nodes.template import fields, render
-from tandemlm.decoding.models import TokenModel, check_pair, load_pair, locked
 
 if TYPE_CHECKING:
-    from tandemlm.flows.spec import FlowSpec
     from tandemlm.decoding.speculative import GenerationResult
+    from tandemlm.flows.spec import FlowSpec
 
-__all__ = ["TokenLevelNode"]
+__all__ = ["ModelWork", "TokenLevelNode"]
+
+
+@dataclass
+class ModelWork:
+    """What one model did in a token-level generation (one ``chat`` span).
+
+    Attributes:
+        model: the flow model.
+        output_tokens: tokens this model generated (drafted, verified or written).
+        seconds: time spent in this model's forward passes.
+        finish_reason: how the generation ended (for the model that ends it).
+        attributes: ``tandem.tokens.*`` span attributes.
+    """
+
+    model: TokenModel
+    output_tokens: int
+    seconds: float
+    finish_reason: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 class TokenLevelNode(Node):
@@ -44,20 +69,43 @@ class TokenLevelNode(Node):
     max_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
 
+    # -- declarations --------------------------------------------------------------------
     def model_refs(self) -> dict[str, str]:
         return {"slm": self.slm, "llm": self.llm}
 
-    def validate_models(self, spec: FlowSpec) -> None:
-        """Compile-time check: both models embedded, one vocabulary (see ``check_pair``)."""
+    def inputs(self) -> dict[str, Any]:
+        names = fields(self.prompt) | fields(self.system or "")
+        return dict.fromkeys(sorted(names), Any)
+
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(str)}
+
+    def check(self, spec: FlowSpec) -> None:
+        """Both models embedded, one vocabulary (see ``check_pair``)."""
         check_pair(spec, self.model_refs())
 
-    def reads(self) -> set[str]:
-        return fields(self.prompt) | fields(self.system or "")
+    # -- what subclasses define ------------------------------------------------------------
+    def generate(self, small: TokenModel, large: TokenModel, prompt: list[int],
+                 max_tokens: int, temperature: float,
+                 stop: Callable[[list[int]], int | None] | None) -> GenerationResult:
+        """Run the token-level generation (models locked by the caller)."""
+        raise NotImplementedError
 
-    def writes(self) -> set[str]:
-        return {self.output}
+    def statistics(self, result: GenerationResult) -> dict[str, Any]:
+        """Node-specific figures for meta and the ledger entry."""
+        raise NotImplementedError
 
-    def chat_messages(self, state: FlowState) -> list[dict[str, str]]:
+    def work(self, result: GenerationResult, small: TokenModel, large: TokenModel
+             ) -> list[ModelWork]:
+        """What each model that ran did (one ``chat`` span each)."""
+        raise NotImplementedError
+
+    def credit(self, result: GenerationResult, small: TokenModel, large: TokenModel) -> str:
+        """The flow model the answer is credited to (default: the LLM)."""
+        return large.name
+
+    # -- execution -------------------------------------------------------------------------
+    def chat_messages(self, state: Mapping[str, Any]) -> list[dict[str, str]]:
         """The chat turns sent to the models (rendered templates)."""
         out: list[BaseMessage] = []
         if self.system:
@@ -66,29 +114,7 @@ class TokenLevelNode(Node):
         role = {"system": "system", "human": "user"}
         return [{"role": role[m.type], "content": str(m.content)} for m in out]
 
-    def generate(self, small: TokenModel, large: TokenModel, prompt: list[int],
-                 max_tokens: int, temperature: float,
-                 stop: Callable[[list[int]], int | None] | None) -> GenerationResult:
-        """Run the token-level generation (models locked by the caller)."""
-        raise NotImplementedError
-
-    def statistics(self, result: GenerationResult) -> dict[str, Any]:
-        """Node-specific figures for meta and steps."""
-        raise NotImplementedError
-
-    def usage_split(self, result: GenerationResult) -> tuple[int, float, int, float]:
-        """(slm output tokens, slm seconds, llm output tokens, llm seconds)."""
-        raise NotImplementedError
-
-    def uses_slm(self) -> bool:
-        """Whether the SLM runs (its usage is recorded only then)."""
-        return True
-
-    def credit(self, result: GenerationResult, small: TokenModel, large: TokenModel) -> str:
-        """The flow model the answer is credited to (default: the LLM)."""
-        return large.name
-
-    async def run(self, state: FlowState, call: NodeCall) -> dict[str, Any]:
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
         check_budget(call)
         small, large = await asyncio.to_thread(load_pair, call.context, self.slm, self.llm)
         messages = self.chat_messages(state)
@@ -109,39 +135,27 @@ class TokenLevelNode(Node):
                     text = text[: text.index(s)]
             return result, text.strip()
 
+        started_ns = time.time_ns()
         result, text = await asyncio.to_thread(work)
-        return self._update(call, small, large, result, text)
-
-    def _update(self, call: NodeCall, small: TokenModel, large: TokenModel,
-                result: GenerationResult, text: str) -> dict[str, Any]:
-        slm_out, slm_seconds, llm_out, llm_seconds = self.usage_split(result)
-        pool = call.context.models
-        usage: dict[str, dict[str, float]] = {}
-        pairs = [(small, slm_out, slm_seconds)] if self.uses_slm() else []
-        for model, out_tokens, seconds in [*pairs, (large, llm_out, llm_seconds)]:
-            cost = pool.spec(model.name).cost(result.prompt_tokens, out_tokens)
-            call.context.counters.add(tokens=result.prompt_tokens + out_tokens, cost=cost)
-            usage[model.name] = {
-                "calls": 1, "input_tokens": result.prompt_tokens, "output_tokens": out_tokens,
-                "cost": cost, "seconds": seconds,
-            }
+        for done in self.work(result, small, large):
+            call.record_model_use(
+                done.model.name, input_tokens=result.prompt_tokens,
+                output_tokens=done.output_tokens, seconds=done.seconds, started_ns=started_ns,
+                finish_reason=done.finish_reason, attributes=done.attributes,
+            )
         stats = {
             "output_tokens": len(result.tokens),
             "tokens_per_second": round(result.tokens_per_second, 3),
             "seconds": round(result.seconds, 4),
             **self.statistics(result),
         }
-        credited = self.credit(result, small, large)
-        meta = {"model": credited, "confidence": None, "finish_reason": result.finish_reason,
-                **stats}
-        update: dict[str, Any] = {"usage": usage, "meta": {self.output: meta}}
-        if self.output == "answer":
-            update.update(answer_update(text, credited))
-        else:
-            update.update(write(self.output, text))
-        update["steps"] = [{"node": call.name, "model": credited, "output": self.output,
-                            "models": [small.name, large.name], **stats}]
-        return update
+        return NodeResult(
+            outputs={self.output: text},
+            credit=self.credit(result, small, large),
+            meta={self.output: {"confidence": None, "finish_reason": result.finish_reason,
+                                **stats}},
+            step={"models": [small.name, large.name], **stats},
+        )
 
 
 def _stop_check(model: TokenModel, prompt: list[int], stops: list[str]

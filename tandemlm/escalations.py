@@ -112,35 +112,74 @@ class EscalationQueue:
             )
 
 
+REPLAY_NODE = "replay"  # the pseudo node a replayed call is recorded under
+
+
 async def replay(
     queue: EscalationQueue, limit: int = 20, models: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Ask each pending question's large model again; done on success, else stays pending.
 
+    Each replay is traced and counted like a flow's model call: an
+    ``escalation_replay <flow>`` root span (run totals, ``tandem.escalation.id``) around the
+    ``chat`` span of :func:`~tandemlm.models.call.call_model` (token usage, cost, metrics,
+    the flow's budget), recorded under the pseudo node ``replay``.
+
     Args:
         models: chat models by flow model name (tests); default: built from the flow spec.
+
+    Returns:
+        One dict per item: ``id``, ``status`` (``done`` or ``pending``), ``run_id`` (the
+        trace's run id), then ``answer``, ``model`` and ``usage`` or ``error``.
     """
     from langchain_core.messages import messages_from_dict
 
     from tandemlm.flows.compiler import compile_flow
 
-    results = []
+    results: list[dict[str, Any]] = []
     for item in queue.list("pending")[:limit]:
+        run_id = uuid.uuid4().hex
         try:
             flow = compile_flow(item["source"], models=models)
-            chat = flow.models.get(item["model"])
             msgs = messages_from_dict(
                 [
                     {"type": m["type"], "data": {"content": m["content"]}}
                     for m in queue.messages(item["id"])
                 ]
             )
-            reply = await chat.ainvoke(msgs)
-            answer = str(reply.content).strip()
+            answer, usage = await _ask(flow, item, msgs, run_id)
         except Exception as exc:  # noqa: BLE001 - still failing, whatever the cause: keep it queued
             queue.failed(item["id"], f"{type(exc).__name__}: {exc}")
-            results.append({"id": item["id"], "status": "pending", "error": str(exc)})
+            results.append({"id": item["id"], "status": "pending", "run_id": run_id,
+                            "error": str(exc)})
             continue
         queue.resolve(item["id"], answer)
-        results.append({"id": item["id"], "status": "done", "answer": answer})
+        results.append({"id": item["id"], "status": "done", "run_id": run_id, "answer": answer,
+                        "model": item["model"], "usage": usage})
     return results
+
+
+async def _ask(flow: Any, item: dict[str, Any], messages: builtins.list[Any], run_id: str
+               ) -> tuple[str, dict[str, dict[str, float]]]:
+    """One traced, recorded call of the item's model; (answer, usage)."""
+    from tandemlm.core.node import NodeCall
+    from tandemlm.models.call import call_model
+    from tandemlm.telemetry import attributes as A
+    from tandemlm.telemetry.guard import safely
+    from tandemlm.telemetry.runinfo import run_attributes
+    from tandemlm.telemetry.spans import set_attributes, span
+
+    context = flow.context()
+    context.extras["run_id"] = run_id
+    scope = context.recorder.scope(REPLAY_NODE, REPLAY_NODE)
+    attrs = {A.FLOW: flow.name, A.RUN_ID: run_id, A.ESCALATION_ID: item["id"]}
+    with span(f"escalation_replay {flow.name}", attrs) as root:
+        try:
+            reply = await call_model(NodeCall(REPLAY_NODE, context, scope), item["model"], messages)
+        except BaseException:
+            safely(set_attributes, root, {A.RUN_STATUS: "error", A.RUN_ERROR_NODE: REPLAY_NODE})
+            raise
+        entry = scope.entry(["answer"])
+        if root.is_recording():
+            safely(set_attributes, root, run_attributes({"ledger": [entry]}, {}, 0))
+    return reply.text, entry["usage"]

@@ -85,3 +85,16 @@ RETRIEVAL_STORE = "tandem.retrieval.store"
 RETRIEVAL_TOP_K = "tandem.retrieval.top_k"
 RETRIEVAL_RESULTS = "tandem.retrieval.results"
 RETRIEVAL_QUERY_CHARS = "tandem.retrieval.query_chars"
+
+# token-level collaboration (on the `chat` span of each model of a speculate/token_route node)
+TOKENS_ROLE = "tandem.tokens.role"  # "draft" | "target" (speculate), "writer" | "takeover" (token_route)
+TOKENS_DRAFTED = "tandem.tokens.drafted"  # tokens the drafter proposed
+TOKENS_ACCEPTED = "tandem.tokens.accepted"  # drafted tokens the verifier kept
+TOKENS_ACCEPTANCE_RATE = "tandem.tokens.acceptance_rate"
+TOKENS_ROUNDS = "tandem.tokens.rounds"  # verification passes (speculate)
+TOKENS_WRITTEN = "tandem.tokens.written"  # output tokens this model chose
+TOKENS_HANDOFFS = "tandem.tokens.handoffs"  # times the LLM took over (token_route)
+TOKENS_LLM_SHARE = "tandem.tokens.llm_share"  # share of output tokens the LLM chose
+
+# escalation replay (`tandem escalations replay`: one `escalation_replay <flow>` root span)
+ESCALATION_ID = "tandem.escalation.id"

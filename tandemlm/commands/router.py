@@ -218,10 +218,15 @@ def escalations_replay(
     limit: Annotated[int, typer.Option(help="Replay at most this many.")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Re-run queued questions through their flow now that the large model may be back."""
-    from tandemlm.escalations import EscalationQueue, replay
+    """Re-run queued questions through their flow now that the large model may be back.
 
-    results = asyncio.run(replay(EscalationQueue(queue), limit=limit))
+    Each replay is traced (local trace store; see ``tandem traces show RUN``).
+    """
+    from tandemlm.escalations import EscalationQueue, replay
+    from tandemlm.telemetry.setup import cli_tracing
+
+    with cli_tracing():
+        results = asyncio.run(replay(EscalationQueue(queue), limit=limit))
     if as_json:
         print_json(results)
         return

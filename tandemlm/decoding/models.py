@@ -3,6 +3,11 @@
 Token-level work needs two in-process llama.cpp models (``provider: llamacpp``) with one
 vocabulary. At compile time, catalog names are compared by tokenizer family; ``.gguf``
 paths are compared when the models load (vocabulary size plus a spread of token pieces).
+
+A chat model that wraps another (evaluation's call replay,
+:class:`~tandemlm.evaluation.cache.ReplayChatModel`) names the model it wraps in its
+``wrapped`` attribute; token-level work runs on that model directly (single tokens cannot
+be replayed from a cache of whole replies).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from tandemlm.models.catalog import CATALOG
 
 if TYPE_CHECKING:
     from tandemlm.core.context import TandemContext
-    from tandemlm.flows.spec import FlowSpec
     from tandemlm.decoding.decoder import Decoder
+    from tandemlm.flows.spec import FlowSpec
 
-__all__ = ["TokenModel", "check_pair", "load_pair", "locked"]
+__all__ = ["TokenModel", "check_pair", "embedded", "load_pair", "locked"]
 
 _FIX = (
     "token-level nodes need two embedded llama.cpp models sharing one tokenizer, e.g. "
@@ -87,11 +92,20 @@ class TokenModel:
     stop: list[str]
 
 
+def embedded(chat: Any) -> Any:
+    """The model behind ``chat``'s wrappers (each names the model it wraps in ``wrapped``)."""
+    seen: set[int] = set()
+    while getattr(chat, "wrapped", None) is not None and id(chat) not in seen:
+        seen.add(id(chat))
+        chat = chat.wrapped
+    return chat
+
+
 def _chat_settings(context: TandemContext, name: str) -> tuple[str, int, int | None, Any]:
     """(model, n_ctx, n_threads, chat) of flow model ``name``; overrides must be embedded."""
     from tandemlm.models.llamacpp import ChatLlamaCpp
 
-    chat = context.models.get(name)
+    chat = embedded(context.models.get(name))
     if not isinstance(chat, ChatLlamaCpp):
         raise ModelUnavailableError(
             f"model {name!r} is a {type(chat).__name__}; token-level nodes need a ChatLlamaCpp "
@@ -110,8 +124,8 @@ def load_pair(context: TandemContext, small: str, large: str) -> tuple[TokenMode
         ModelUnavailableError: a model is not embedded, cannot load, or the vocabularies
             differ.
     """
-    from tandemlm.models.llamacpp import get_llama
     from tandemlm.decoding.decoder import Decoder
+    from tandemlm.models.llamacpp import get_llama
 
     loaded: list[TokenModel] = []
     seen: set[int] = set()

@@ -133,6 +133,10 @@ class ReplayChatModel(BaseChatModel):
 
     Each call appends ``{"model", "seconds", "replayed"}`` to :data:`call_ledger` (when the
     runner set one), where ``seconds`` is the original duration for a replayed reply.
+
+    :attr:`wrapped` names the real model, for code that drives it token by token (the
+    ``speculate`` and ``token_route`` nodes, see :func:`tandemlm.decoding.models.embedded`):
+    such work is not a chat call and is never replayed.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -144,6 +148,11 @@ class ReplayChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "replay"
+
+    @property
+    def wrapped(self) -> BaseChatModel:
+        """The real chat model this one replays calls of."""
+        return self.inner
 
     def _key(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> str:
         options = {k: v for k, v in sorted(kwargs.items()) if not k.startswith("ls_")}
