@@ -41,6 +41,7 @@ _BUILTIN_NODES: dict[str, str] = {
     "plan_subtasks": "tandemlm.nodes.workers:PlanSubtasks",
     "local_workers": "tandemlm.nodes.workers:LocalWorkers",
     "aggregate_findings": "tandemlm.nodes.workers:AggregateFindings",
+    "flow": "tandemlm.flows.subflow:SubFlow",
 }
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",

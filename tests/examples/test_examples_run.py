@@ -28,6 +28,7 @@ CASES = {
     "private_sketch": (SMOL, ""),
     "cover": (SMOL, "verified: "),
     "minions": (SMOL, ""),
+    "subflow": (SMOL, "(inside answer: draft -> gate -> "),
 }
 
 
