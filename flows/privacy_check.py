@@ -41,8 +41,10 @@ def _ancestors(successors: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 class _Tracer:
-    def __init__(self, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
+    def __init__(self, nodes: dict[str, Node], successors: dict[str, set[str]],
+                 items: dict[str, str] | None = None) -> None:
         self.nodes = nodes
+        self.items = dict(items or {})  # map-edge item -> the list it is taken from
         self.before = _ancestors(successors)
         self.producers: dict[str, list[str]] = {}
         for name, node in nodes.items():
@@ -53,6 +55,8 @@ class _Tracer:
         """``(what, path)`` when a private value can reach ``consumer`` through ``field``."""
         if field in RAW_FIELDS:
             return f"raw {field!r}", []
+        if field in self.items:  # a map item is as private as the list it comes from
+            return self.origin(self.items[field], consumer, visiting)
         for producer in sorted(self.producers.get(field, ())):
             key = (producer, field)
             if producer not in self.before.get(consumer, set()) or key in visiting:
@@ -81,7 +85,8 @@ def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, 
             e.g. ``nodes.sketch.model: privacy: strict: raw 'input' reaches non-local model
             'llm' via extract -> sketch without a privacy_filter``.
     """
-    tracer = _Tracer(nodes, successors)
+    items = {e.item: e.map for e in spec.edges if e.map is not None and e.item}
+    tracer = _Tracer(nodes, successors, items)
     route_index = {route.node_name(): i for i, route in enumerate(spec.routes)}
     for name in sorted(nodes):
         node = nodes[name]

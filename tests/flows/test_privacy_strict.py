@@ -109,3 +109,21 @@ def test_minions_planner_only_sees_the_question() -> None:
     # the planner never sees the document, but the question itself is raw input
     with pytest.raises(SpecError, match=r"nodes\.aggregate\.model|nodes\.plan\.model"):
         compile_flow(data)
+
+
+def test_map_items_are_as_private_as_their_list() -> None:
+    spec = {
+        "name": "fan-private",
+        "models": {"slm": {"provider": "scripted", "replies": []},
+                   "llm": {"provider": "scripted", "replies": [], "local": False}},
+        "nodes": {
+            "split": {"type": "decompose", "model": "slm", "output": "parts"},
+            # the remote model reads the item of a list an SLM derived from the raw input
+            "ask": {"type": "generate", "model": "llm", "prompt": "{part}", "output": "notes"},
+        },
+    }
+    spec.update({"entry": "split", "settings": {"privacy": "strict"},
+                 "edges": [{"from": "split", "to": "ask", "map": "parts", "as": "part"},
+                           {"from": "ask", "to": "end"}]})
+    with pytest.raises(SpecError, match=r"raw 'input' reaches non-local model 'llm' via split -> ask"):
+        compile_flow(spec)
