@@ -1,9 +1,11 @@
-"""Registries of node and router types, by short name.
+"""Registries of node and router types (and, re-exported, model providers), by short name.
 
 Built-in types are listed here; third-party packages add theirs through the entry point
-groups ``tandemlm.nodes`` and ``tandemlm.routers`` (``name = "package.module:Class"``) or
-by calling :func:`register_node` / :func:`register_router`. Specs only ever name types by
-these short names: a spec can never make tandemlm import an arbitrary module.
+groups ``tandemlm.nodes``, ``tandemlm.routers`` and ``tandemlm.providers``
+(``name = "package.module:Class"``) or by calling :func:`register_node` /
+:func:`register_router` / :func:`register_provider`. Specs only ever name types by these
+short names: a spec can never make tandemlm import an arbitrary module. The provider
+registry lives with the model layer (:mod:`tandemlm.models.providers`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from tandemlm.errors import SpecError
+from tandemlm.models import providers as _providers
 
 if TYPE_CHECKING:
     from tandemlm.core.node import Node
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 
 NODE_GROUP = "tandemlm.nodes"
 ROUTER_GROUP = "tandemlm.routers"
+PROVIDER_GROUP = _providers.PROVIDER_GROUP
+register_provider = _providers.register_provider
 
 _BUILTIN_NODES: dict[str, str] = {
     "generate": "tandemlm.nodes.generate:Generate",
@@ -116,3 +121,16 @@ def register_node(name: str, cls: type[Node]) -> None:
 def register_router(name: str, cls: type[Router]) -> None:
     """Register a router class under a short name."""
     _registered[ROUTER_GROUP][name] = cls
+
+
+def provider_types() -> list[str]:
+    """Names of every known model provider."""
+    return _providers.provider_names()
+
+
+def refresh_plugins() -> None:
+    """Forget discovered entry points of every group (after installing a plugin package in a
+    running process); the next lookup scans installed distributions again."""
+    _plugins.clear()
+    _providers.refresh_plugins()
+

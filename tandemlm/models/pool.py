@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from langchain_core.language_models import BaseChatModel
 
 from tandemlm.errors import SpecError
+from tandemlm.models.providers import provider
 from tandemlm.models.resolve import build_chat_model, describe, resolve_spec
 from tandemlm.models.spec import ModelSpec
 
@@ -57,8 +58,9 @@ class ModelPool:
             return self._models[name]
 
     def preflight(self, names: list[str] | None = None) -> None:
-        """Check that models can be used before a run: embedded files exist (assembling and
-        verifying them with a progress bar on first use), Ollama answers and has the model.
+        """Check that models can be used before a run (each provider's ``preflight``):
+        embedded files exist (assembling and verifying them with a progress bar on first
+        use), Ollama answers and has the model.
 
         Raises:
             ModelUnavailableError: with the command that fixes it.
@@ -67,18 +69,7 @@ class ModelPool:
             if name in self._overrides:
                 continue
             spec = self.spec(name)
-            if spec.provider == "llamacpp":
-                from tandemlm.models.catalog import model_path
-
-                model_path(spec.model or "")
-            elif spec.provider == "ollama" and len(spec.all_hosts()) > 1:
-                from tandemlm.models.multihost import check_any_host
-
-                check_any_host(spec)  # at least one host answers with the model
-            elif spec.provider == "ollama":
-                from tandemlm.models.ollama import check_health
-
-                check_health(spec.host, spec.model)
+            provider(spec.provider, f"models.{name}.provider").preflight(spec)
 
     def describe(self) -> dict[str, str]:
         """``{name: "provider:model"}`` for every model, resolving ``auto`` roles."""

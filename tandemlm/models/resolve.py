@@ -2,7 +2,8 @@
 
 With ``provider: auto``, a role resolves (in order) to the project configuration for that
 role, to Ollama when a server answers (names from ``[ollama]``), else to the embedded pair
-(``qwen2.5-coder-0.5b`` as ``slm``, ``qwen2.5-coder-1.5b`` as ``llm``).
+(``qwen2.5-coder-0.5b`` as ``slm``, ``qwen2.5-coder-1.5b`` as ``llm``). Every other
+provider is looked up in the provider registry (:mod:`tandemlm.models.providers`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from langchain_core.language_models import BaseChatModel
 
 from tandemlm.config import Config, load_config
 from tandemlm.errors import ConfigError
+from tandemlm.models.providers import provider
 from tandemlm.models.spec import ModelSpec
 
 
@@ -25,13 +27,17 @@ def _ollama_answers(host: str | None) -> bool:
 
 def resolve_spec(spec: ModelSpec, config: Config | None = None) -> ModelSpec:
     """Return a concrete spec (provider other than ``auto``); explicit settings win."""
-    if spec.provider != "auto":
-        return spec
+    return provider(spec.provider, "provider").resolve(spec, config)
+
+
+def resolve_role(spec: ModelSpec, config: Config | None = None) -> ModelSpec:
+    """Resolve a ``provider: auto`` spec by its role (see the module docstring)."""
     config = config or load_config()
     role = spec.role or ""
     explicit = {k: v for k, v in spec.model_dump(exclude_unset=True).items() if k != "provider"}
     if role in config.models:
-        merged = {**spec.model_dump(exclude={"provider"}), **config.models[role], **explicit}
+        # `local` only when set: otherwise the configured provider's default applies
+        merged = {**spec.model_dump(exclude={"provider", "local"}), **config.models[role], **explicit}
         merged.setdefault("provider", "llamacpp")
         if merged.get("provider") == "auto":
             raise ConfigError(f"models.{role}: give a concrete provider (ollama or llamacpp)")
@@ -54,35 +60,5 @@ def describe(spec: ModelSpec) -> str:
 
 
 def build_chat_model(spec: ModelSpec) -> BaseChatModel:
-    """Create the chat model for a concrete spec (heavy imports happen here, lazily)."""
-    params = spec.params
-    if spec.provider == "llamacpp":
-        from tandemlm.models.llamacpp import ChatLlamaCpp
-
-        return ChatLlamaCpp(
-            model=spec.model or "",
-            n_ctx=spec.context_window,
-            temperature=params.temperature,
-            max_tokens=params.max_tokens,
-            top_p=params.top_p,
-            seed=params.seed,
-            stop=list(params.stop),
-        )
-    if spec.provider == "ollama":
-        if len(spec.all_hosts()) > 1:
-            from tandemlm.models.multihost import MultiHostChatModel
-
-            return MultiHostChatModel(spec=spec)
-        from tandemlm.models.ollama import make_ollama_chat
-
-        return make_ollama_chat(spec)
-    if spec.provider == "scripted":
-        from tandemlm.models.fakes import ScriptedChatModel
-
-        return ScriptedChatModel(replies=list(spec.replies or []), model_name=spec.model or "scripted")
-    if spec.provider == "keyed":
-        from tandemlm.models.fakes import KeyedChatModel
-
-        replies = spec.replies if isinstance(spec.replies, dict) else {}
-        return KeyedChatModel(replies=replies, model_name=spec.model or "keyed")
-    raise ConfigError(f"cannot build a model for provider {spec.provider!r}; resolve it first")
+    """Create the chat model for a concrete spec (heavy imports happen in the provider)."""
+    return provider(spec.provider, "provider").build(spec)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Provider = Literal["auto", "ollama", "llamacpp", "scripted", "keyed"]
+from tandemlm.models.providers import provider as provider_entry
+from tandemlm.models.providers import provider_names, unknown_message
+
 MAX_HOSTS = 32
 
 
@@ -30,12 +31,16 @@ class ModelSpec(BaseModel):
     else the embedded pair (see :mod:`tandemlm.models.resolve`).
 
     Args:
-        provider: ``auto``, ``ollama``, ``llamacpp``, ``scripted`` or ``keyed``.
+        provider: a registered provider name (:mod:`tandemlm.models.providers`): built in
+            ``auto``, ``ollama``, ``llamacpp``, ``scripted`` and ``keyed``, plus any a
+            package adds through the ``tandemlm.providers`` entry point group.
         model: Ollama model name, embedded catalog name or path to a ``.gguf`` file.
         role: ``slm``, ``llm`` or any label a router or preset refers to.
         params: generation parameters.
         context_window: tokens of context the model is loaded with.
-        local: whether the model runs on this device (privacy decisions depend on it).
+        local: whether the model runs on this device (privacy decisions depend on it; a
+            call to a non-local model counts as a large-model call). Default: the
+            provider's (``True`` for the built-in ones).
         price_in: price per 1k input tokens (any currency unit, used for cost accounting).
         price_out: price per 1k output tokens.
         host: Ollama host URL (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434).
@@ -45,11 +50,13 @@ class ModelSpec(BaseModel):
         timeout: seconds a served model (Ollama) may take to connect or between streamed
             pieces before the call fails with ``ModelUnavailableError``.
         replies: scripted replies (``scripted``) or ``{pattern: reply}`` (``keyed``).
+        options: provider-specific settings (validated by the provider, e.g. an API base URL
+            for a third-party provider).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Provider = "auto"
+    provider: str = Field("auto", min_length=1, max_length=128)
     model: str | None = Field(None, max_length=4096)
     role: str | None = Field(None, max_length=64)
     params: GenerationParams = Field(default_factory=GenerationParams)  # type: ignore[arg-type]  # pydantic stub: class fits both overloads
@@ -61,27 +68,28 @@ class ModelSpec(BaseModel):
     hosts: list[str] | None = Field(None, min_length=1, max_length=MAX_HOSTS)
     timeout: float = Field(120.0, gt=0.0, le=86_400.0)
     replies: list[Any] | dict[str, Any] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in provider_names():
+            raise ValueError(unknown_message(value))
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
-        if self.provider == "auto" and not self.role and not self.model:
-            raise ValueError("give a 'role' (slm or llm) or a 'model' for provider 'auto'")
-        if self.provider in ("ollama", "llamacpp") and not self.model:
-            raise ValueError(f"provider '{self.provider}' needs 'model'")
-        if self.provider in ("scripted", "keyed") and self.replies is None:
-            raise ValueError(f"provider '{self.provider}' needs 'replies'")
+        entry = provider_entry(self.provider)
+        entry.check(self)
+        if "local" not in self.model_fields_set and not entry.local:
+            # the provider's default, without marking it set: to_dict() stays as written
+            self.__dict__["local"] = False
         if self.hosts is not None:
-            self._fold_hosts()
-        if self.provider == "keyed" and isinstance(self.replies, dict):
-            for pattern in self.replies:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(f"reply key {pattern!r} is not a regular expression: {exc}") from None
+            self._fold_hosts(entry.hosts)
         return self
 
-    def _fold_hosts(self) -> None:
-        if self.provider not in ("auto", "ollama"):
+    def _fold_hosts(self, supported: bool) -> None:
+        if not supported:
             raise ValueError(f"'hosts' applies to Ollama models, not provider '{self.provider}'")
         hosts = [self.host, *(self.hosts or [])] if self.host else list(self.hosts or [])
         cleaned: list[str] = []

@@ -28,6 +28,7 @@ CASES = {
     "private_sketch": (SMOL, ""),
     "cover": (SMOL, "verified: "),
     "minions": (SMOL, ""),
+    "custom_components": ([], "path: count -> budget -> small"),  # SmolLM2 by default
     "subflow": (SMOL, "(inside answer: draft -> gate -> "),
 }
 

@@ -1,0 +1,140 @@
+"""The built-in model providers, registered by name in :mod:`tandemlm.models.providers`.
+
+``auto`` (a role resolved at run time), ``ollama`` (one server or several ``hosts``),
+``llamacpp`` (embedded GGUF models), ``scripted`` and ``keyed`` (deterministic fakes).
+Heavy libraries are imported inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from tandemlm.errors import ConfigError
+from tandemlm.models.providers import Provider
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from tandemlm.config import Config
+    from tandemlm.models.spec import ModelSpec
+
+
+def _needs_model(spec: ModelSpec) -> None:
+    if not spec.model:
+        raise ValueError(f"provider '{spec.provider}' needs 'model'")
+
+
+def _needs_replies(spec: ModelSpec) -> None:
+    if spec.replies is None:
+        raise ValueError(f"provider '{spec.provider}' needs 'replies'")
+
+
+class AutoProvider(Provider):
+    """A ``role`` (or ``model``) resolved when the flow first uses it: the project
+    configuration for the role, else Ollama when a server answers, else embedded llama.cpp
+    (see :func:`tandemlm.models.resolve.resolve_role`)."""
+
+    hosts = True
+
+    def check(self, spec: ModelSpec) -> None:
+        if not spec.role and not spec.model:
+            raise ValueError("give a 'role' (slm or llm) or a 'model' for provider 'auto'")
+        super().check(spec)
+
+    def resolve(self, spec: ModelSpec, config: Config | None = None) -> ModelSpec:
+        from tandemlm.models.resolve import resolve_role
+
+        return resolve_role(spec, config)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        raise ConfigError(f"cannot build a model for provider {spec.provider!r}; resolve it first")
+
+
+class OllamaProvider(Provider):
+    """A model served by Ollama (``host``, or several ``hosts`` with failover)."""
+
+    hosts = True
+
+    def check(self, spec: ModelSpec) -> None:
+        _needs_model(spec)
+        super().check(spec)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        if len(spec.all_hosts()) > 1:
+            from tandemlm.models.multihost import MultiHostChatModel
+
+            return MultiHostChatModel(spec=spec)
+        from tandemlm.models.ollama import make_ollama_chat
+
+        return make_ollama_chat(spec)
+
+    def preflight(self, spec: ModelSpec) -> None:
+        if len(spec.all_hosts()) > 1:
+            from tandemlm.models.multihost import check_any_host
+
+            check_any_host(spec)  # at least one host answers with the model
+            return
+        from tandemlm.models.ollama import check_health
+
+        check_health(spec.host, spec.model)
+
+
+class LlamaCppProvider(Provider):
+    """An embedded GGUF model (catalog name or path) run in-process by llama.cpp."""
+
+    def check(self, spec: ModelSpec) -> None:
+        _needs_model(spec)
+        super().check(spec)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        from tandemlm.models.llamacpp import ChatLlamaCpp
+
+        params = spec.params
+        return ChatLlamaCpp(
+            model=spec.model or "",
+            n_ctx=spec.context_window,
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop),
+        )
+
+    def preflight(self, spec: ModelSpec) -> None:
+        from tandemlm.models.catalog import model_path
+
+        model_path(spec.model or "")  # assembles and verifies catalog files on first use
+
+
+class ScriptedProvider(Provider):
+    """Replies in order (:class:`~tandemlm.models.fakes.ScriptedChatModel`)."""
+
+    def check(self, spec: ModelSpec) -> None:
+        _needs_replies(spec)
+        super().check(spec)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        from tandemlm.models.fakes import ScriptedChatModel
+
+        return ScriptedChatModel(replies=list(spec.replies or []), model_name=spec.model or "scripted")
+
+
+class KeyedProvider(Provider):
+    """Replies by regular expression over the prompt (:class:`~tandemlm.models.fakes.KeyedChatModel`)."""
+
+    def check(self, spec: ModelSpec) -> None:
+        _needs_replies(spec)
+        if isinstance(spec.replies, dict):
+            for pattern in spec.replies:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"reply key {pattern!r} is not a regular expression: {exc}") from None
+        super().check(spec)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        from tandemlm.models.fakes import KeyedChatModel
+
+        replies = spec.replies if isinstance(spec.replies, dict) else {}
+        return KeyedChatModel(replies=replies, model_name=spec.model or "keyed")
