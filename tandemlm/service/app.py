@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from tandemlm.errors import (
     SpecError,
     TandemError,
 )
+from tandemlm.flows.compiler import RunResult
 from tandemlm.service import events
 from tandemlm.service.schema import RunRequest, openapi
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from tandemlm.flows.compiler import CompiledFlow
+    from tandemlm.flows.stream import StreamEvent
 
 log = logging.getLogger("tandemlm.service")
 REQUEST_HEADER = "X-Request-ID"
@@ -152,7 +154,6 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
     limiter = _Limiter(flow.models.names(), settings)
     document = openapi(flow.name, flow.spec.description)
     processor = events.RequestIdProcessor()
-    events.install()
     stats = {"runs": 0, "errors": 0, "active": 0}
     checkpointed = bool(getattr(flow, "_checkpoint_path", None)) or flow.graph.checkpointer is not None
 
@@ -164,17 +165,40 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         return JSONResponse({"error": kind, "message": message, "request_id": request_id},
                             status_code=status, headers={REQUEST_HEADER: request_id})
 
+    def thread_of(body: RunRequest) -> str | None:
+        # a checkpointed flow needs a thread: one per request unless the client continues one
+        return body.thread_id or (uuid.uuid4().hex if checkpointed else None)
+
     async def run_flow(body: RunRequest, request_id: str) -> Any:
         events.request_id_var.set(request_id)
-        # a checkpointed flow needs a thread: one per request unless the client continues one
-        thread_id = body.thread_id or (uuid.uuid4().hex if checkpointed else None)
-        coro = flow.arun(body.question, thread_id=thread_id)
+        coro = flow.arun(body.question, thread_id=thread_of(body))
         if settings.run_timeout:
             try:
                 return await asyncio.wait_for(coro, settings.run_timeout)
             except TimeoutError:
                 raise HTTPError(503, "timeout", f"the run took longer than {settings.run_timeout:g} s") from None
         return await coro
+
+    async def stream_flow(body: RunRequest, request_id: str) -> AsyncGenerator[StreamEvent | RunResult, None]:
+        """The run's events, then its result; the run timeout bounds the whole stream."""
+        events.request_id_var.set(request_id)  # copied into the run's task by astream
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.run_timeout if settings.run_timeout else None
+        async with contextlib.aclosing(flow.astream(body.question, thread_id=thread_of(body))) as run:
+            while True:
+                # the timeout wraps one wait, never a yield (it cancels the awaiting task)
+                timer = asyncio.timeout_at(deadline)
+                try:
+                    async with timer:
+                        item = await anext(run)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if timer.expired():
+                        raise HTTPError(503, "timeout",
+                                        f"the run took longer than {settings.run_timeout:g} s") from None
+                    raise
+                yield item
 
     async def run(request: Request) -> Response:
         request_id = request_id_of(request)
@@ -209,54 +233,35 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
             return error(exc.status, exc.kind, exc.message, request_id)
 
         async def produce() -> AsyncIterator[bytes]:
-            collector = events.StreamEvents()
-            done = asyncio.Event()
-
-            async def work() -> Any:
-                events.stream_var.set(collector)
-                try:
-                    async with limiter.slots():
-                        stats["active"] += 1
-                        try:
-                            return await run_flow(body, request_id)
-                        finally:
-                            stats["active"] -= 1
-                finally:
-                    done.set()
-
-            task = asyncio.create_task(work())
+            yield _sse("start", {"flow": flow.name, "request_id": request_id})
+            result: RunResult | None = None
             try:
-                yield _sse("start", {"flow": flow.name, "request_id": request_id})
-                while not (done.is_set() and collector.queue.empty()):
-                    getter = asyncio.ensure_future(collector.queue.get())
-                    waiter = asyncio.ensure_future(done.wait())
-                    finished, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    if getter in finished:
-                        yield _sse(*getter.result())
-                    else:
-                        getter.cancel()
-                try:
-                    result = await task
-                except HTTPError as exc:
-                    stats["errors"] += 1
-                    yield _sse("error", {"error": exc.kind, "message": exc.message, "request_id": request_id})
-                except TandemError as exc:
-                    stats["errors"] += 1
-                    yield _sse("error", {"error": _status(exc)[1], "message": str(exc), "request_id": request_id})
-                except Exception as exc:
-                    stats["errors"] += 1
-                    log.exception("request %s failed", request_id)
-                    yield _sse("error", {"error": "internal", "message": f"internal error ({type(exc).__name__})",
-                                         "request_id": request_id})
-                else:
+                async with limiter.slots():
+                    stats["active"] += 1
+                    try:
+                        async with contextlib.aclosing(stream_flow(body, request_id)) as items:
+                            async for item in items:
+                                if isinstance(item, RunResult):
+                                    result = item
+                                else:
+                                    yield _sse(*events.sse_event(item))
+                    finally:
+                        stats["active"] -= 1
+            except HTTPError as exc:
+                stats["errors"] += 1
+                yield _sse("error", {"error": exc.kind, "message": exc.message, "request_id": request_id})
+            except TandemError as exc:
+                stats["errors"] += 1
+                yield _sse("error", {"error": _status(exc)[1], "message": str(exc), "request_id": request_id})
+            except Exception as exc:
+                stats["errors"] += 1
+                log.exception("request %s failed", request_id)
+                yield _sse("error", {"error": "internal", "message": f"internal error ({type(exc).__name__})",
+                                     "request_id": request_id})
+            else:
+                if result is not None:
                     stats["runs"] += 1
                     yield _sse("result", {**result.to_dict(), "request_id": request_id})
-            finally:
-                if not task.done():  # the client went away: stop the run
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
 
         return StreamingResponse(produce(), media_type="text/event-stream",
                                  headers={REQUEST_HEADER: request_id, "Cache-Control": "no-cache"})

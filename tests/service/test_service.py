@@ -257,3 +257,41 @@ def test_serve_rejects_bad_options(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "unknown model(s) ghost" in proc.stderr
+
+
+async def test_concurrent_streams_keep_their_own_events(traced: Path) -> None:
+    flow = compile_flow(keyed_flow(delay=0.2))
+    srv = ServerThread(create_app(flow)).start()
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+            async def one(question: str, request_id: str) -> list[tuple[str, dict[str, Any]]]:
+                async with client.stream("POST", "/v1/stream", json={"question": question},
+                                         headers={"X-Request-ID": request_id}) as reply:
+                    return _events((await reply.aread()).decode())
+
+            streams = await asyncio.gather(*(one("hard one" if i % 2 else "easy one", f"c-{i}")
+                                             for i in range(6)))
+    finally:
+        await asyncio.to_thread(srv.stop)
+    for i, events in enumerate(streams):
+        hard = i % 2 == 1
+        last = "escalate" if hard else "accept"
+        assert [(d["node"], d["status"]) for e, d in events if e == "node"] == [
+            (n, s) for n in ("draft", "gate", last) for s in ("start", "end")]
+        assert [d["text"] for e, d in events if e == "message"] == (
+            ["small answer", "large answer"] if hard else ["small answer"])
+        steps = [d["step"] for e, d in events if e == "node" and d["status"] == "end"]
+        result = events[-1][1]
+        assert events[-1][0] == "result" and result["request_id"] == f"c-{i}"
+        assert [s["node"] for s in steps] == result["path"]
+
+
+def test_stream_run_timeout_is_an_error_event(traced: Path) -> None:
+    flow = compile_flow(keyed_flow(delay=5.0))
+    with ServerThread(create_app(flow, ServiceSettings(run_timeout=0.3))) as srv:
+        with httpx.stream("POST", f"{srv.url}/v1/stream", json={"question": "slow"}) as reply:
+            events = _events(reply.read().decode())
+        assert [e for e, _ in events] == ["start", "node", "error"]
+        assert events[-1][1]["error"] == "timeout"
+        health = httpx.get(f"{srv.url}/health").json()
+        assert health["active"] == 0 and health["models"]["slm"]["in_use"] == 0
