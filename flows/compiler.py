@@ -321,7 +321,8 @@ class CompiledFlow:
         only: ``NodeStarted``, ``NodeFinished`` (with the node's ledger entry),
         ``NodeFailed``, ``Token`` (providers that stream), ``Message`` (whole replies of
         providers that do not), ``Custom``. The last item is the :class:`RunResult`, the
-        same as :meth:`arun` returns (same run span, attributes and metrics).
+        same as :meth:`arun` returns (same run span, attributes and metrics). Nodes of one
+        step that run in parallel finish in completion order (``path`` is ledger order).
 
         The run goes on in its own task, so the caller's context is untouched between
         events; closing the iterator early (``break`` inside ``contextlib.aclosing``)
