@@ -14,8 +14,8 @@ seconds}}``), ``large`` (models called that count as large), ``meta`` (per outpu
 ``errors``, ``degraded`` and node-specific figures.
 
 **Escalation** has one definition: a run *called the large model* when any node called a
-model whose role is not ``slm`` or whose spec says ``local: false``
-(:func:`is_large_model`).
+model whose role (or, without a role, whose name) is not ``slm``, or whose spec says
+``local: false`` (:func:`is_large_model`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from typing import Any
 LEDGER = "ledger"
 
 
-def is_large_model(role: str | None, local: bool = True) -> bool:
-    """Whether a model counts as "the large model": role other than ``slm``, or remote."""
-    return (role or "").lower() != "slm" or not local
+def is_large_model(role: str | None, local: bool = True, name: str | None = None) -> bool:
+    """Whether a model counts as "the large model": role other than ``slm``, or remote.
+
+    A model without a role is judged by its name in the flow (``slm`` is small).
+    """
+    return (role or name or "").lower() != "slm" or not local
 
 
 class Recorder:

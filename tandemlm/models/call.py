@@ -143,7 +143,7 @@ async def call_model(
             "output_tokens": out_tok,
         }
         call.scope.record(
-            model, large=is_large_model(spec.role, spec.local), input_tokens=in_tok,
+            model, large=is_large_model(spec.role, spec.local, model), input_tokens=in_tok,
             output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta,
         )
         if recording:
@@ -275,7 +275,7 @@ def record_model_use(
     spec = call.context.models.spec(model)
     cost = spec.cost(input_tokens, output_tokens)
     call.scope.record(
-        model, large=is_large_model(spec.role, spec.local), input_tokens=input_tokens,
+        model, large=is_large_model(spec.role, spec.local, model), input_tokens=input_tokens,
         output_tokens=output_tokens, cost=cost, seconds=seconds,
         meta={"confidence": None, "finish_reason": finish_reason, "output_tokens": output_tokens},
     )
