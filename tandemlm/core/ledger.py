@@ -61,8 +61,19 @@ class Recorder:
 class NodeScope:
     """What one node execution did; the wrapper turns it into a ledger entry."""
 
-    __slots__ = ("recorder", "node", "type_name", "state", "reads", "usage", "large",
-                 "last", "errors", "degraded", "_hops")
+    __slots__ = (
+        "_hops",
+        "degraded",
+        "errors",
+        "large",
+        "last",
+        "node",
+        "reads",
+        "recorder",
+        "state",
+        "type_name",
+        "usage",
+    )
 
     def __init__(self, recorder: Recorder, node: str, type_name: str,
                  state: Mapping[str, Any], reads: Iterable[str]) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
 from tandemlm.models.confidence import CONFIDENCE_KEY, Confidence
 from tandemlm.telemetry import attributes as A
@@ -87,10 +86,9 @@ async def call_model(
         BudgetExceededError: the run's budget is used up.
     """
     check_budget(call)
-    pool = call.context.models
-    spec = pool.spec(model)
-    chat = pool.get(model)
-    provider, request_model = _describe(spec, chat, model)
+    entry = call.context.models.entry(model)
+    spec, chat = entry.spec, entry.chat
+    provider, request_model = entry.provider, entry.request_model
     attrs = None
     if tracing_active():  # attributes are built only when someone records them
         attrs = {
@@ -143,7 +141,7 @@ async def call_model(
             "output_tokens": out_tok,
         }
         call.scope.record(
-            model, large=is_large_model(spec.role, spec.local, model), input_tokens=in_tok,
+            model, large=entry.large, input_tokens=in_tok,
             output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta,
         )
         if recording:
@@ -179,15 +177,6 @@ async def call_model(
         confidence=confidence,
         message=message,
     )
-
-
-def _describe(spec: Any, chat: Any, model: str) -> tuple[str, str]:
-    """(provider, model id) for spans: the spec's, else the chat model's own (overrides)."""
-    provider = spec.provider
-    if provider == "auto":
-        provider = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
-    request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
-    return provider, str(request or model)
 
 
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
@@ -272,16 +261,18 @@ def record_model_use(
     """
     from tandemlm.telemetry.spans import tracer
 
-    spec = call.context.models.spec(model)
+    entry = call.context.models.entry(model)
+    spec = entry.spec
     cost = spec.cost(input_tokens, output_tokens)
     call.scope.record(
-        model, large=is_large_model(spec.role, spec.local, model), input_tokens=input_tokens,
+        model, large=entry.large, input_tokens=input_tokens,
         output_tokens=output_tokens, cost=cost, seconds=seconds,
         meta={"confidence": None, "finish_reason": finish_reason, "output_tokens": output_tokens},
     )
-    provider, request_model = spec.provider, spec.model or model
-    safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
-           cost, seconds, started_ns, finish_reason, attributes, tracer())
+    provider, request_model = entry.provider, entry.request_model
+    if tracing_active():
+        safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
+               cost, seconds, started_ns, finish_reason, attributes, tracer())
     safely(
         metrics.record_call,
         flow=call.context.flow, model=model, provider=provider, request_model=request_model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 
@@ -11,6 +12,18 @@ from tandemlm.errors import SpecError
 from tandemlm.models.providers import provider
 from tandemlm.models.resolve import build_chat_model, describe, resolve_spec
 from tandemlm.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """What a model call needs to know about a model, computed once per pool."""
+
+    name: str
+    spec: ModelSpec
+    chat: BaseChatModel
+    provider: str  # for spans: the spec's provider, else the chat model's own type
+    request_model: str  # the provider's model id, else the chat model's, else the name
+    large: bool  # counts as the large model (see tandemlm.core.ledger.is_large_model)
 
 
 class ModelPool:
@@ -33,6 +46,7 @@ class ModelPool:
             self._specs[name] = ModelSpec(provider="scripted", replies=[], role=name)
         self._resolved: dict[str, ModelSpec] = {}
         self._models: dict[str, BaseChatModel] = {}
+        self._entries: dict[str, PoolEntry] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -56,6 +70,22 @@ class ModelPool:
             if name not in self._models:
                 self._models[name] = self._overrides.get(name) or build_chat_model(spec)
             return self._models[name]
+
+    def entry(self, name: str) -> PoolEntry:
+        """Spec, chat model and span labels of ``name`` (built on first use, then cached)."""
+        found = self._entries.get(name)
+        if found is None:
+            from tandemlm.core.ledger import is_large_model
+
+            spec, chat = self.spec(name), self.get(name)
+            label = spec.provider
+            if label == "auto":
+                label = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
+            request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
+            found = PoolEntry(name, spec, chat, label, str(request or name),
+                              is_large_model(spec.role, spec.local, name))
+            self._entries[name] = found
+        return found
 
     def preflight(self, names: list[str] | None = None) -> None:
         """Check that models can be used before a run (each provider's ``preflight``):
