@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     trace_id TEXT PRIMARY KEY, run_id TEXT, flow TEXT, name TEXT, service TEXT,
     start_ns INTEGER, end_ns INTEGER, status TEXT, models TEXT, model_calls INTEGER,
     llm_calls INTEGER, input_tokens INTEGER, output_tokens INTEGER, cost REAL,
-    answered_by TEXT, error_node TEXT
+    answered_by TEXT, error_node TEXT, llm_called INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_start ON runs (start_ns DESC);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
@@ -83,8 +83,22 @@ def row_from_span(span: ReadableSpan) -> SpanRow:
     }
 
 
+def _llm_called(attrs: dict[str, Any]) -> bool | None:
+    """The run span's escalation flag (``tandem.run.llm_called``, from the run's ledger).
+
+    Spans from older versions or other processes without the flag fall back on
+    ``tandem.run.llm_calls``; ``None`` when neither is there (e.g. a failed run).
+    """
+    flag = attrs.get(A.RUN_LLM_CALLED)
+    if flag is not None:
+        return bool(flag)
+    calls = attrs.get(A.RUN_LLM_CALLS)
+    return None if calls is None else bool(calls)
+
+
 def _run_row(row: SpanRow) -> tuple[Any, ...]:
     attrs = row["attributes"]
+    llm_called = _llm_called(attrs)
     status = attrs.get(A.RUN_STATUS) or ("error" if row["status"] == "error" else "ok")
     input_tokens = attrs.get(A.RUN_INPUT_TOKENS, attrs.get(A.GEN_AI_INPUT_TOKENS))
     output_tokens = attrs.get(A.RUN_OUTPUT_TOKENS, attrs.get(A.GEN_AI_OUTPUT_TOKENS))
@@ -94,14 +108,18 @@ def _run_row(row: SpanRow) -> tuple[Any, ...]:
         _json(attrs.get(A.RUN_MODELS) or []), attrs.get(A.RUN_MODEL_CALLS),
         attrs.get(A.RUN_LLM_CALLS), input_tokens, output_tokens,
         attrs.get(A.RUN_COST, attrs.get(A.COST)), attrs.get(A.RUN_ANSWERED_BY),
-        attrs.get(A.RUN_ERROR_NODE),
+        attrs.get(A.RUN_ERROR_NODE), None if llm_called is None else int(llm_called),
     )
 
 
 _RUN_COLUMNS = (
     "trace_id", "run_id", "flow", "name", "service", "start_ns", "end_ns", "status", "models",
     "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
-    "error_node",
+    "error_node", "llm_called",
+)
+_INSERT_RUN = (
+    f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
+    f"VALUES ({','.join('?' * len(_RUN_COLUMNS))})"
 )
 
 
@@ -118,6 +136,15 @@ class TraceStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            if "llm_called" not in columns:  # a store written by an older version
+                try:
+                    db.execute("ALTER TABLE runs ADD COLUMN llm_called INTEGER")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+                db.execute("UPDATE runs SET llm_called = llm_calls > 0 "
+                           "WHERE llm_called IS NULL AND llm_calls IS NOT NULL")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
@@ -142,10 +169,7 @@ class TraceStore:
         try:
             with db:
                 db.executemany(f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})", spans)
-                db.executemany(
-                    f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(_RUN_COLUMNS))})",
-                    roots,
-                )
+                db.executemany(_INSERT_RUN, roots)
         finally:
             db.close()
         return len(spans)
@@ -224,6 +248,8 @@ class TraceStore:
     def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
         item = dict(row)
         item["models"] = json.loads(item.get("models") or "[]")
+        called = item.get("llm_called")
+        item["llm_called"] = None if called is None else bool(called)
         start, end = item.get("start_ns") or 0, item.get("end_ns") or 0
         item["duration_ms"] = round((end - start) / 1e6, 3)
         return item

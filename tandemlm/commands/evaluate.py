@@ -139,7 +139,7 @@ def distill(
     require_correct: Annotated[bool, typer.Option("--require-correct", help="Keep only teacher answers that are right.")] = False,
     from_traces: Annotated[bool, typer.Option("--from-traces", help="Export escalations recorded in the trace store instead.")] = False,
     traces: Annotated[str | None, typer.Option(help="Trace store (default .tandem/traces.db).")] = None,
-    all_llm_calls: Annotated[bool, typer.Option("--all-llm-calls", help="With --from-traces: every LLM call, not only escalations.")] = False,
+    all_llm_calls: Annotated[bool, typer.Option("--all-llm-calls", help="With --from-traces: also traces whose run span says no large model was called (only differs when spans are missing).")] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1,
     cache: Annotated[str | None, typer.Option(help="SQLite cache file (default .tandem/eval/cache.db).")] = None,
     with_meta: Annotated[bool, typer.Option("--with-meta", help="Add a 'meta' object (id, source, teacher, score).")] = False,

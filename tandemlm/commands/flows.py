@@ -37,6 +37,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a flow on one question and print the answer, the path, models, tokens and time."""
+    from rich.markup import escape
+
     from tandemlm.errors import SpecError
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.flows.compiler import MAX_INPUT_CHARS
@@ -73,11 +75,15 @@ def run(
     out.print()
     out.print(f"[bold]path[/]     {' -> '.join(result.path)}")
     for decision in result.decisions:
-        out.print(
-            f"[bold]route[/]    {decision['router']}: score {decision['score']:.3f} "
-            f"threshold {decision['threshold']:.3f} -> {decision['choice']} ({decision['reason']})"
+        figures = "".join(
+            f"{key} {decision[key]:.3f} " for key in ("score", "threshold")
+            if isinstance(decision.get(key), (int, float))
         )
+        reason = f" ({escape(str(decision['reason']))})" if decision.get("reason") else ""
+        out.print(f"[bold]decision[/] {decision.get('router', '?')}: {figures}-> {decision.get('choice')}{reason}")
     out.print(f"[bold]answered[/] {result.answered_by or '-'}" + (" (degraded)" if result.degraded else ""))
+    large = ", ".join(result.large_models)
+    out.print(f"[bold]large[/]    {'called: ' + large if large else 'not called'}")
     for name, usage in result.usage.items():
         out.print(
             f"[bold]model[/]    {name} ({result.models.get(name, '?')}): {int(usage.get('calls', 0))} call(s), "

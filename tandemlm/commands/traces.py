@@ -117,6 +117,10 @@ def traces_show(
     path = root_attrs.get("tandem.run.path")
     if path:
         out.print(f"path  {' -> '.join(path)}")
+    if info.get("llm_called") is not None:
+        calls = info.get("llm_calls")
+        out.print(f"large model called  {'yes' if info['llm_called'] else 'no'}"
+                  + (f" ({calls} call(s))" if calls else ""))
     children: dict[str | None, list[dict[str, Any]]] = {}
     ids = {s["span_id"] for s in spans}
     for s in spans:

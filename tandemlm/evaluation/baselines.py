@@ -19,11 +19,16 @@ __all__ = ["baseline_flows", "single_model_spec", "small_models"]
 
 
 def small_models(spec: FlowSpec) -> set[str]:
-    """Models with role ``slm`` (else named ``slm``/``small``)."""
-    by_role = {name for name, m in spec.models.items() if (m.role or "").lower() == "slm"}
-    if by_role:
-        return by_role
-    return {name for name in spec.models if name.lower() in ("slm", "small")}
+    """Models that are not large (role ``slm`` and local; see
+    :func:`tandemlm.core.ledger.is_large_model`)."""
+    return set(spec.models) - large_models(spec)
+
+
+def _teachers(spec: FlowSpec) -> set[str]:
+    """Large models, those with role ``llm`` first (a flow may have other large roles)."""
+    large = large_models(spec)
+    by_role = {name for name in large if (spec.models[name].role or "").lower() == "llm"}
+    return by_role or large
 
 
 def _generate_params(spec: FlowSpec, model: str) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
         TandemError: the flow declares neither an SLM nor an LLM model.
     """
     out = []
-    for side, names in (("slm", small_models(flow.spec)), ("llm", large_models(flow.spec))):
+    for side, names in (("slm", small_models(flow.spec)), ("llm", _teachers(flow.spec))):
         if not names:
             continue
         model = min(names)
@@ -83,7 +88,6 @@ def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
                 models=overrides,
                 kind="baseline",
                 params={"base": flow.label, "model": model},
-                large={model} if side == "llm" else set(),
             )
         )
     if not out:

@@ -7,9 +7,15 @@ Two sources:
   only questions the SLM got wrong (``only_wrong``), and only teacher answers that are
   right themselves (``require_correct``, needs gold answers).
 - :func:`distill_traces`: export escalations recorded in the trace store
-  (``.tandem/traces.db``): the LLM's ``chat`` spans in runs where a router chose ``large``,
-  from the captured prompt and answer (flows must run with ``capture_content``; spans without
-  content are skipped and counted).
+  (``.tandem/traces.db``): the large model's ``chat`` spans in runs that called a large
+  model, from the captured prompt and answer (flows must run with ``capture_content``; spans
+  without content are skipped and counted).
+
+"Escalated" and "large model" have the one definition of
+:func:`tandemlm.core.ledger.is_large_model` (role other than ``slm``, or ``local: false``):
+a run escalated when its run span says ``tandem.run.llm_called`` (computed from the run's
+ledger), a ``chat`` span is the large model's when its ``tandem.model.role`` and
+``tandem.model.local`` say so (:func:`trace_escalations`).
 
 Each output line is ``{"messages": [{"role": "system", ...}, {"role": "user", ...},
 {"role": "assistant", ...}]}`` (the OpenAI/TRL chat SFT format; ``with_meta`` adds a
@@ -25,11 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.datasets import EvalItem
 from tandemlm.evaluation.runner import EvalFlow, run_eval
+from tandemlm.telemetry import attributes as A
 
-__all__ = ["DistillStats", "distill_dataset", "distill_traces", "validate_sft", "write_sft"]
+__all__ = [
+    "DistillStats", "TraceEscalation", "distill_dataset", "distill_traces", "trace_escalations",
+    "validate_sft", "write_sft",
+]
 
 ROLES = ("system", "user", "assistant")
 
@@ -189,6 +200,91 @@ def _messages(raw: Any) -> list[dict[str, str]]:
     return out
 
 
+def _is_chat(span: Mapping[str, Any]) -> bool:
+    return span["attrs"].get(A.GEN_AI_OPERATION) == "chat" or span["name"].startswith("chat ")
+
+
+def _is_large_call(span: Mapping[str, Any]) -> bool:
+    """A successful ``chat`` span of a large model (the ledger counts successful calls)."""
+    attrs = span["attrs"]
+    if not _is_chat(span) or span.get("status") == "error":
+        return False
+    local = attrs.get(A.MODEL_LOCAL)
+    return is_large_model(attrs.get(A.MODEL_ROLE), True if local is None else bool(local))
+
+
+@dataclass(frozen=True)
+class TraceEscalation:
+    """What a stored trace says about escalation.
+
+    Attributes:
+        llm_called: the run span's ``tandem.run.llm_called`` (``None`` when the trace has
+            none: a run that failed, or one recorded by an older version).
+        large_calls: successful ``chat`` spans of large models.
+    """
+
+    llm_called: bool | None
+    large_calls: int
+
+    @property
+    def escalated(self) -> bool:
+        """The run called a large model (the run span's flag, else its chat spans)."""
+        return self.llm_called if self.llm_called is not None else self.large_calls > 0
+
+
+def _read_traces(db: str | Path) -> dict[str, list[dict[str, Any]]]:
+    path = Path(db)
+    if not path.is_file():
+        raise TandemError(f"trace store {path} not found (run flows with tracing on, or give --traces PATH)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            try:
+                rows = conn.execute(
+                    "SELECT trace_id, name, attributes, status, parent_id FROM spans").fetchall()
+            except sqlite3.OperationalError:  # a store without the status/parent columns
+                rows = [(*r, None, None) for r in conn.execute("SELECT trace_id, name, attributes FROM spans")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise TandemError(f"{path}: not a tandem trace store ({exc})") from None
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for trace_id, name, attrs, status, parent in rows:
+        try:
+            parsed = json.loads(attrs) if attrs else {}
+        except json.JSONDecodeError:
+            parsed = {}
+        traces.setdefault(trace_id, []).append({
+            "name": name or "", "status": status, "parent": parent,
+            "attrs": parsed if isinstance(parsed, dict) else {},
+        })
+    return traces
+
+
+def _escalation(spans: Sequence[Mapping[str, Any]]) -> TraceEscalation:
+    # the root run span's flag (a nested flow's run span carries its own, for its part only)
+    flagged = [s for s in spans if A.RUN_LLM_CALLED in s["attrs"]]
+    root = next((s for s in flagged if not s["parent"]), flagged[0] if flagged else None)
+    flag = root["attrs"][A.RUN_LLM_CALLED] if root else None
+    return TraceEscalation(
+        llm_called=None if flag is None else bool(flag),
+        large_calls=sum(1 for s in spans if _is_large_call(s)),
+    )
+
+
+def trace_escalations(db: str | Path, *, flow: str | None = None) -> dict[str, TraceEscalation]:
+    """``{trace_id: TraceEscalation}`` for every trace in a trace store (of ``flow``).
+
+    Raises:
+        TandemError: the file is missing or has no ``spans`` table.
+    """
+    return {
+        trace_id: _escalation(spans)
+        for trace_id, spans in _read_traces(db).items()
+        if not flow or any(s["attrs"].get(A.FLOW) == flow for s in spans)
+    }
+
+
 def distill_traces(
     db: str | Path,
     *,
@@ -199,44 +295,29 @@ def distill_traces(
     """Escalations recorded in a trace store as SFT records.
 
     Reads the ``spans`` table (tolerant of missing columns and attributes): for every
-    trace where a route span chose ``large`` (or every trace with ``all_llm_calls``), each
-    ``chat`` span of a large model (``tandem.model.role == "llm"``, or model name ``llm``)
-    with captured ``gen_ai.input.messages`` and ``gen_ai.output.messages`` becomes one record.
+    trace of a run that called a large model (:class:`TraceEscalation`), each successful
+    ``chat`` span of a large model (by its ``tandem.model.role`` and ``tandem.model.local``,
+    see :func:`tandemlm.core.ledger.is_large_model`) with captured ``gen_ai.input.messages``
+    and ``gen_ai.output.messages`` becomes one record.
+
+    Args:
+        all_llm_calls: also read traces whose run span says no large model was called (it
+            can only differ from the default for traces with missing spans).
 
     Raises:
         TandemError: the file is missing or has no ``spans`` table.
     """
-    path = Path(db)
-    if not path.is_file():
-        raise TandemError(f"trace store {path} not found (run flows with tracing on, or give --traces PATH)")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        rows = conn.execute("SELECT trace_id, name, attributes FROM spans").fetchall()
-        conn.close()
-    except sqlite3.Error as exc:
-        raise TandemError(f"{path}: not a tandem trace store ({exc})") from None
-    traces: dict[str, list[dict[str, Any]]] = {}
-    for trace_id, name, attrs in rows:
-        try:
-            parsed = json.loads(attrs) if attrs else {}
-        except json.JSONDecodeError:
-            parsed = {}
-        traces.setdefault(trace_id, []).append({"name": name or "", "attrs": parsed if isinstance(parsed, dict) else {}})
     stats = DistillStats()
     records = []
-    for trace_id, spans in traces.items():
-        if flow and not any(s["attrs"].get("tandem.flow") == flow for s in spans):
+    for trace_id, spans in _read_traces(db).items():
+        if flow and not any(s["attrs"].get(A.FLOW) == flow for s in spans):
             continue
-        escalated = any(s["attrs"].get("tandem.router.choice") == "large" for s in spans)
-        if not (escalated or all_llm_calls):
+        if not (all_llm_calls or _escalation(spans).escalated):
             stats.skip("no escalation")
             continue
         for span in spans:
             attrs = span["attrs"]
-            if attrs.get("gen_ai.operation.name") != "chat" and not span["name"].startswith("chat "):
-                continue
-            role = str(attrs.get("tandem.model.role") or "").lower()
-            if role != "llm" and not (not role and str(attrs.get("tandem.model", "")).lower() == "llm"):
+            if not _is_large_call(span):
                 continue
             prompt, output = attrs.get("gen_ai.input.messages"), attrs.get("gen_ai.output.messages")
             if not prompt or not output:

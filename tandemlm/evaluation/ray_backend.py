@@ -44,18 +44,18 @@ class EvalWorker:
     """The Ray actor: compiles the flows once and runs items one at a time.
 
     Args:
-        flows: ``{label: (spec as a dict, model overrides or None, large model names)}``.
+        flows: ``{label: (spec as a dict, model overrides or None)}``.
     """
 
     def __init__(
-        self, flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None, set[str]]]
+        self, flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]]
     ) -> None:
         from tandemlm.flows.compiler import compile_flow
         from tandemlm.flows.spec import FlowSpec
 
         self._flows = {
-            label: (compile_flow(FlowSpec.model_validate(spec), models=models), large)
-            for label, (spec, models, large) in flows.items()
+            label: compile_flow(FlowSpec.model_validate(spec), models=models)
+            for label, (spec, models) in flows.items()
         }
         self._loop = asyncio.new_event_loop()  # one loop for the actor's life: models keep state
         self._ran = 0
@@ -64,14 +64,14 @@ class EvalWorker:
         """Run one item; returns the item record (unscored) and ``ok`` or ``error``."""
         from tandemlm.evaluation.runner import _error_record, _record
 
-        flow, large = self._flows[label]
+        flow = self._flows[label]
         self._ran += 1
         start = time.perf_counter()
         try:
             result = self._loop.run_until_complete(flow.arun(question))
         except (TandemError, ValueError, RuntimeError, OSError) as exc:
             return _error_record(exc, time.perf_counter() - start), "error"
-        return _record(result, [], time.perf_counter() - start, large), "ok"
+        return _record(result, [], time.perf_counter() - start), "ok"
 
     def info(self) -> dict[str, Any]:
         """This worker's process id, compiled flows (with their loaded models) and items run."""
@@ -80,7 +80,7 @@ class EvalWorker:
         return {
             "pid": os.getpid(),
             "flows": sorted(self._flows),
-            "models": {label: sorted(f.models._models) for label, (f, _) in self._flows.items()},
+            "models": {label: sorted(f.models._models) for label, f in self._flows.items()},
             "items": self._ran,
         }
 
@@ -112,11 +112,7 @@ class RayEvalPool:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
             self._started = True
         flows = {
-            p.flow.label: (
-                p.flow.spec.to_dict(),
-                dict(p.flow.models) if p.flow.models else None,
-                p.flow.large_models(),
-            )
+            p.flow.label: (p.flow.spec.to_dict(), dict(p.flow.models) if p.flow.models else None)
             for p in prepared
         }
         try:

@@ -11,15 +11,17 @@ read back::
                              "latency_p95", "cost_total", "cost_mean", "tokens_mean",
                              "answered_by", "errors"}}],
       "items": [{"id": "gsm8k-1", "question": "...", "gold": "...",
-                 "flows": {"cascade": {"answer", "score", "llm_called", "tokens", "latency",
-                                       "cost", "path", "models", "answered_by", "errors",
-                                       "route_scores"}}}],
+                 "flows": {"cascade": {"answer", "score", "llm_called", "llm_calls", "tokens",
+                                       "latency", "cost", "path", "models", "answered_by",
+                                       "errors", "route_scores", "run_id"}}}],
       "sweeps": [{"flow", "param", "points": [...], "weak_accuracy", "strong_accuracy",
                   "metrics": {"router", "random", "oracle", "measured"}}]
     }
 
-Per item and flow: ``answer``, ``score`` (0-1), ``llm_called`` (bool), ``tokens``
-(``{model: {"input", "output"}}``), ``latency`` (s), ``cost``. ``slm-only``/``llm-only``
+Per item and flow: ``answer``, ``score`` (0-1), ``llm_called`` (bool: a large model was
+called, the run's own flag, see :func:`tandemlm.core.ledger.llm_called`), ``llm_calls``,
+``tokens`` (``{model: {"input", "output"}}``), ``latency`` (s), ``cost``, ``run_id`` (find
+the run's trace with ``tandem traces show RUN_ID``). ``slm-only``/``llm-only``
 entries (``--baselines``) answer "was the SLM good enough?" for router training.
 
 Plots: ``cost_quality.png`` (accuracy vs share of LLM calls: flows, sweep curve, random and
@@ -44,8 +46,8 @@ __all__ = ["load_results", "print_table", "results_data", "write_report"]
 
 FORMAT_VERSION = 1
 _ITEM_FIELDS = (
-    "answer", "score", "llm_called", "tokens", "latency", "cost", "path", "models",
-    "answered_by", "errors", "route_scores",
+    "answer", "score", "llm_called", "llm_calls", "tokens", "latency", "cost", "path", "models",
+    "answered_by", "errors", "route_scores", "run_id",
 )
 
 

@@ -5,10 +5,15 @@ flow's fingerprint (its spec and resolved models) and the item's id plus questio
 interrupted run continues where it stopped and no finished item runs twice. Items that
 failed with an error are recorded too and run again next time.
 
-Item records (one per flow and item) hold: ``answer``, ``score``, ``path``, ``models``
+Item records (one per flow and item) hold: ``run_id`` (the run's id, as on its trace),
+``answer``, ``score``, ``path``, ``models``
 (names of the models that ran), ``tokens`` (``{model: {"input", "output"}}``),
-``llm_called``, ``latency`` (seconds), ``cost``, ``errors``, ``answered_by``,
-``route_scores`` (``{route: score}``), ``replayed_calls`` and ``cached``.
+``llm_called``, ``llm_calls``, ``large_models``, ``latency`` (seconds), ``cost``, ``errors``,
+``answered_by``, ``route_scores`` (``{route: score}``), ``replayed_calls`` and ``cached``.
+
+``llm_called`` is the run result's (one definition for runs, eval, traces and distill, see
+:func:`tandemlm.core.ledger.llm_called`): some node called a model whose role is not ``slm``
+or that is ``local: false``. ``llm_calls`` counts the calls to those models.
 
 Latency: with call replay (see :mod:`tandemlm.evaluation.cache`) a replayed model call
 counts with the duration it took when it really ran, so ``latency`` is what the run would
@@ -29,6 +34,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.cache import EvalCache, ReplayChatModel, call_ledger
 from tandemlm.evaluation.datasets import EvalItem
@@ -37,7 +43,7 @@ from tandemlm.flows.spec import FlowSpec
 
 __all__ = ["EvalFlow", "EvalRun", "large_models", "run_eval", "summarize_records"]
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: llm_called from the run ledger (one definition of escalation)
 
 
 @dataclass
@@ -50,7 +56,6 @@ class EvalFlow:
         models: chat models to use instead of building them from the spec (fakes in tests).
         kind: ``flow``, ``baseline`` or ``sweep``.
         params: what distinguishes it (e.g. ``{"base": "cascade", "threshold": 0.3}``).
-        large: names of the models that count as the LLM (default: role or name ``llm``).
     """
 
     label: str
@@ -58,18 +63,16 @@ class EvalFlow:
     models: Mapping[str, BaseChatModel] | None = None
     kind: str = "flow"
     params: dict[str, Any] = field(default_factory=dict)
-    large: set[str] | None = None
 
     def large_models(self) -> set[str]:
-        return self.large if self.large is not None else large_models(self.spec)
+        """Models of this flow that count as large (see :func:`large_models`)."""
+        return large_models(self.spec)
 
 
 def large_models(spec: FlowSpec) -> set[str]:
-    """Names of the spec's models that count as "the LLM": role ``llm``, else named ``llm``."""
-    by_role = {name for name, m in spec.models.items() if (m.role or "").lower() == "llm"}
-    if by_role:
-        return by_role
-    return {name for name in spec.models if name.lower() in ("llm", "large")}
+    """Names of the spec's models that count as "the large model": role other than ``slm``,
+    or ``local: false`` (:func:`tandemlm.core.ledger.is_large_model`)."""
+    return {name for name, m in spec.models.items() if is_large_model(m.role, m.local)}
 
 
 def _model_identity(model: BaseChatModel | None, spec_desc: str, params: str) -> str:
@@ -117,25 +120,30 @@ def _prepare(flow: EvalFlow, cache: EvalCache, replay: bool) -> _Prepared:
     return _Prepared(flow, key, compiled, described)
 
 
-def _record(result: Any, ledger: list[dict[str, Any]], wall: float, large: set[str]) -> dict[str, Any]:
+def _record(result: Any, calls: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """The item record of a run result (``calls``: the replay cache's call log)."""
     usage = result.usage or {}
     tokens = {
         name: {"input": int(u.get("input_tokens", 0)), "output": int(u.get("output_tokens", 0))}
         for name, u in usage.items()
     }
-    replayed = [c for c in ledger if c["replayed"]]
+    replayed = [c for c in calls if c["replayed"]]
+    large = list(result.large_models)
     route_scores = {}
-    for step in result.steps:
-        decision = step.get("decision")
-        if decision:
-            route_scores[step.get("node", "?")] = decision.get("score")
+    for step in result.steps:  # scored decisions (routers), by deciding node
+        decision = step.get("decision") or {}
+        if isinstance(decision.get("score"), (int, float)):
+            route_scores[step.get("node", "?")] = decision["score"]
     return {
+        "run_id": result.run_id,
         "answer": result.answer,
         "answered_by": result.answered_by,
         "path": list(result.path),
         "models": [name for name, u in usage.items() if u.get("calls", 0)],
         "tokens": tokens,
-        "llm_called": any(usage.get(name, {}).get("calls", 0) > 0 for name in large),
+        "llm_called": bool(result.llm_called),
+        "llm_calls": int(sum(usage.get(name, {}).get("calls", 0) for name in large)),
+        "large_models": large,
         "latency": round(wall + sum(c["seconds"] for c in replayed), 6),
         "wall": round(wall, 6),
         "cost": round(sum(float(u.get("cost", 0.0)) for u in usage.values()), 8),
@@ -148,12 +156,15 @@ def _record(result: Any, ledger: list[dict[str, Any]], wall: float, large: set[s
 
 def _error_record(exc: BaseException, wall: float) -> dict[str, Any]:
     return {
+        "run_id": None,
         "answer": "",
         "answered_by": None,
         "path": [],
         "models": [],
         "tokens": {},
         "llm_called": False,
+        "llm_calls": 0,
+        "large_models": [],
         "latency": round(wall, 6),
         "wall": round(wall, 6),
         "cost": 0.0,
@@ -243,13 +254,13 @@ async def _run_one(
         on_done(flow.label, False)
         return item.id, {**found, "cached": True}
     async with semaphore:
-        ledger: list[dict[str, Any]] = []
-        token = call_ledger.set(ledger)
+        calls: list[dict[str, Any]] = []
+        token = call_ledger.set(calls)
         start = time.perf_counter()
         status = "ok"
         try:
             result = await prepared.compiled.arun(item.question)
-            record = _record(result, ledger, time.perf_counter() - start, flow.large_models())
+            record = _record(result, calls, time.perf_counter() - start)
         except (TandemError, ValueError, RuntimeError, OSError) as exc:
             record, status = _error_record(exc, time.perf_counter() - start), "error"
         finally:

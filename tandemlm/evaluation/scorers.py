@@ -197,10 +197,11 @@ class JudgeScorer:
 
         prompt = JUDGE_PROMPT.format(question=question, gold=gold, answer=answer or "(empty)")
         messages = [SystemMessage(content=JUDGE_SYSTEM), HumanMessage(content=prompt)]
-        reply = await call_model(NodeCall("judge", self._context), "judge", messages)
+        scope = self._context.recorder.scope("judge", "judge")
+        reply = await call_model(NodeCall("judge", self._context, scope), "judge", messages)
         verdict = reply.text.strip().upper()
         score = 1.0 if verdict.startswith("CORRECT") or re.match(r"^\W*(YES|1)\b", verdict) else 0.0
-        return {"score": score, "judge": reply.text[:200], "usage": reply.usage()["usage"]}
+        return {"score": score, "judge": reply.text[:200], "usage": scope.usage}
 
 
 def get_scorer(name: str, *, judge_model: Any = None) -> Scorer | JudgeScorer:

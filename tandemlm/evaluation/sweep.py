@@ -95,7 +95,6 @@ def with_threshold(flow: EvalFlow, param: str, value: float) -> EvalFlow:
         models=flow.models,
         kind="sweep",
         params={"base": flow.label, param: value},
-        large=flow.large,
     )
 
 

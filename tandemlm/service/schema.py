@@ -37,7 +37,7 @@ class ErrorBody(BaseModel):
 
 _RESULT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["flow", "run_id", "answer", "path", "degraded", "request_id"],
+    "required": ["flow", "run_id", "answer", "path", "degraded", "llm_called", "request_id"],
     "properties": {
         "flow": {"type": "string"},
         "run_id": {"type": "string"},
@@ -45,14 +45,19 @@ _RESULT_SCHEMA: dict[str, Any] = {
         "answer": {"type": "string"},
         "answered_by": {"type": ["string", "null"]},
         "path": {"type": "array", "items": {"type": "string"}},
-        "steps": {"type": "array", "items": {"type": "object"}},
+        "steps": {"type": "array", "items": {"type": "object"},
+                  "description": "The run's ledger: one entry per node execution."},
         "decisions": {"type": "array", "items": {"type": "object"}},
         "usage": {"type": "object"},
         "models": {"type": "object"},
         "seconds": {"type": "number"},
         "degraded": {"type": "boolean"},
         "errors": {"type": "array", "items": {"type": "object"}},
-        "llm_called": {"type": "boolean"},
+        "vars": {"type": "object", "description": "Every node output except the answer."},
+        "large_models": {"type": "array", "items": {"type": "string"},
+                         "description": "Large models called (role other than slm, or local: false)."},
+        "llm_called": {"type": "boolean",
+                       "description": "A large model was called (the one definition of escalation)."},
     },
 }
 

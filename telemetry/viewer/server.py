@@ -2,7 +2,8 @@
 
 Routes:
     ``GET /``                   the viewer page (self-contained: no CDN, works offline)
-    ``GET /api/runs``           runs, newest first; ``?flow=&status=&limit=``
+    ``GET /api/runs``           runs, newest first; ``?flow=&status=&limit=`` (each with
+                                ``llm_called``: the run span's escalation flag)
     ``GET /api/runs/<ref>``     one run (trace id or run id, or a prefix) with its spans
     ``POST /v1/traces``         OTLP/HTTP receiver (``application/x-protobuf`` or ``application/json``)
 

@@ -191,9 +191,9 @@ async def test_hop_reports_redactions_from_meta(spans):
     from tandemlm.telemetry.hops import hop_inputs
 
     state = {
-        "vars": {"safe": "hello <EMAIL>"},
-        "meta": {"safe": {"redactions": 2}},
-        "steps": [{"node": "scrub", "model": None, "output": "safe"}],
+        "safe": "hello <EMAIL>",
+        "ledger": [{"node": "scrub", "model": None, "output": "safe", "outputs": ["safe"],
+                    "meta": {"safe": {"redactions": 2}}}],
     }
     (hop,) = hop_inputs(state, {"safe", "input"})
     assert (hop.node, hop.model, hop.redactions, hop.chars) == ("scrub", None, 2, 13)

@@ -38,6 +38,36 @@ async def test_run_detail_has_spans_events_and_graph(filled_store):
     assert root["tandem.run.path"] == ["extract", "answer"] and "tandem.flow.graph" in root
 
 
+async def test_runs_carry_the_run_spans_escalation_flag(filled_store):
+    store = TraceStore(filled_store.path)
+    assert store.find_run(filled_store.cascade_run)["llm_called"] is True
+    assert store.find_run(filled_store.pipeline_run)["llm_called"] is True  # its LLM answers
+    assert store.find_run(filled_store.failed_run)["llm_called"] is None  # no run totals
+
+
+def test_a_store_from_an_older_version_gains_the_flag(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE runs (trace_id TEXT PRIMARY KEY, run_id TEXT, flow TEXT, name TEXT, "
+        "service TEXT, start_ns INTEGER, end_ns INTEGER, status TEXT, models TEXT, "
+        "model_calls INTEGER, llm_calls INTEGER, input_tokens INTEGER, output_tokens INTEGER, "
+        "cost REAL, answered_by TEXT, error_node TEXT)"
+    )
+    db.execute("INSERT INTO runs (trace_id, run_id, flow, name, status, models, llm_calls, start_ns, end_ns) "
+               "VALUES ('aa', 'bb', 'cascade', 'x', 'ok', '[]', 2, 1, 2)")
+    db.commit()
+    db.close()
+    store = TraceStore(path)
+    assert store.find_run("aa")["llm_called"] is True
+    store.add([{"trace_id": "cc", "span_id": "01", "name": "invoke_workflow f", "start_ns": 3, "end_ns": 4,
+                "status": "ok", "attributes": {"tandem.run.llm_called": False, "tandem.run.llm_calls": 0}}])
+    assert store.find_run("cc")["llm_called"] is False
+    assert TraceStore(path).find_run("aa")["llm_called"] is True  # opening again changes nothing
+
+
 def test_unknown_or_bad_refs_find_nothing(tmp_path):
     store = TraceStore(tmp_path / "t.db")
     assert store.find_run("abc") is None
