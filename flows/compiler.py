@@ -76,8 +76,12 @@ class RunResult:
     large_models: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (what ``tandem run --json`` prints)."""
-        return {**asdict(self), "llm_called": self.llm_called}
+        """Plain data (what ``tandem run --json`` and ``/v1/run`` return). Outputs whose
+        name starts with ``_`` (e.g. a privacy filter's placeholder mapping) stay in
+        :attr:`vars` and are left out here."""
+        data = {**asdict(self), "llm_called": self.llm_called}
+        data["vars"] = {k: v for k, v in self.vars.items() if not k.startswith("_")}
+        return data
 
     @property
     def llm_called(self) -> bool:

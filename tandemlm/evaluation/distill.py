@@ -210,7 +210,8 @@ def _is_large_call(span: Mapping[str, Any]) -> bool:
     if not _is_chat(span) or span.get("status") == "error":
         return False
     local = attrs.get(A.MODEL_LOCAL)
-    return is_large_model(attrs.get(A.MODEL_ROLE), True if local is None else bool(local))
+    return is_large_model(attrs.get(A.MODEL_ROLE), True if local is None else bool(local),
+                          attrs.get(A.MODEL))
 
 
 @dataclass(frozen=True)

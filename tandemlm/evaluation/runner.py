@@ -72,7 +72,7 @@ class EvalFlow:
 def large_models(spec: FlowSpec) -> set[str]:
     """Names of the spec's models that count as "the large model": role other than ``slm``,
     or ``local: false`` (:func:`tandemlm.core.ledger.is_large_model`)."""
-    return {name for name, m in spec.models.items() if is_large_model(m.role, m.local)}
+    return {name for name, m in spec.models.items() if is_large_model(m.role, m.local, name)}
 
 
 def _model_identity(model: BaseChatModel | None, spec_desc: str, params: str) -> str:

@@ -25,6 +25,9 @@ async def test_private_sketch_keeps_personal_data_and_profile_local() -> None:
     local = slm.calls[0][-1].content
     assert "Gold member" in local and "refunds to <IBAN_1> arrive" in local
     assert result.usage["llm"]["calls"] == 1 and result.usage["slm"]["calls"] == 1
+    assert "ngozi.okafor@example.ng" in result.vars["_private"].values()
+    printed = str(result.to_dict())  # what `tandem run --json` and /v1/run return
+    assert "_private" not in result.to_dict()["vars"] and "ngozi.okafor@example.ng" not in printed
     slm.assert_all_used()
     llm.assert_all_used()
 
