@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -48,26 +50,44 @@ def tracing_active() -> bool:
     return any(p is not _HUB or p.processors for p in active)
 
 
-@contextmanager
-def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Span]:
+class span:  # used like a function: ``with span(name, attrs) as current:``
     """A span that records an exception as an error status and re-raises it.
 
     When nothing records spans (:func:`tracing_active`), yields a non-recording span
-    without touching the OpenTelemetry context.
+    without touching the OpenTelemetry context. A plain class rather than a generator
+    context manager: it is entered twice per node, so it is kept cheap.
     """
-    if not tracing_active():
-        yield trace.INVALID_SPAN
-        return
-    with tracer().start_as_current_span(
-        name, attributes=_clean(attributes or {}), record_exception=False, set_status_on_exception=False
-    ) as current:
+
+    __slots__ = ("_attributes", "_name", "_span", "_token")
+
+    def __init__(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._attributes = attributes
+        self._token: Any = None
+
+    def __enter__(self) -> Span:
+        if not tracing_active():
+            self._span: Span = trace.INVALID_SPAN
+            return self._span
+        self._span = tracer().start_span(
+            self._name, attributes=_clean(self._attributes) if self._attributes else None
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._token is None:
+            return
+        current = self._span
         try:
-            yield current
-        except BaseException as exc:
-            current.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
-            current.set_attribute(A.ERROR_TYPE, type(exc).__name__)
-            current.record_exception(exc)
-            raise
+            if exc is not None:
+                current.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
+                current.set_attribute(A.ERROR_TYPE, type(exc).__name__)
+                current.record_exception(exc)
+        finally:
+            otel_context.detach(self._token)
+            current.end()
 
 
 def set_attributes(current: Span, attributes: dict[str, Any]) -> None:

@@ -117,6 +117,7 @@ _RUN_COLUMNS = (
     "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
     "error_node", "llm_called",
 )
+_INSERT_SPAN = f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})"
 _INSERT_RUN = (
     f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
     f"VALUES ({','.join('?' * len(_RUN_COLUMNS))})"
@@ -133,6 +134,8 @@ class TraceStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
@@ -152,6 +155,42 @@ class TraceStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
+    def close(self) -> None:
+        """Close the connection kept for writes (reads open their own)."""
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    def add_spans(self, spans: Sequence[ReadableSpan]) -> int:
+        """Insert SDK spans (the exporter's hot path: rows built straight from the spans,
+        one connection kept for this store's writes)."""
+        span_rows = []
+        roots = []
+        for item in spans:
+            ctx = item.context
+            parent = item.parent
+            start = item.start_time or 0
+            span_rows.append((
+                f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
+                f"{parent.span_id:016x}" if parent else None, item.name,
+                item.kind.name.lower(), start, item.end_time or start,
+                item.status.status_code.name.lower(), item.status.description or "",
+                _json(_plain(item.attributes)),
+                _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
+                       for e in item.events]) if item.events else "[]",
+                "{}" if parent or not item.resource else _json(_plain(item.resource.attributes)),
+            ))
+            if parent is None:
+                roots.append(_run_row(row_from_span(item)))
+        with self._write_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            with self._writer:
+                self._writer.executemany(_INSERT_SPAN, span_rows)
+                self._writer.executemany(_INSERT_RUN, roots)
+        return len(span_rows)
+
     def add(self, rows: Iterable[SpanRow]) -> int:
         """Insert spans (replacing same ids); root spans also update the runs table."""
         rows = list(rows)
@@ -168,7 +207,7 @@ class TraceStore:
         db = self._connect()
         try:
             with db:
-                db.executemany(f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})", spans)
+                db.executemany(_INSERT_SPAN, spans)
                 db.executemany(_INSERT_RUN, roots)
         finally:
             db.close()
@@ -274,7 +313,7 @@ class SQLiteSpanExporter(SpanExporter):
             with self._lock:
                 if self._store is None:
                     self._store = TraceStore(self.path)
-                self._store.add(row_from_span(s) for s in spans)
+                self._store.add_spans(spans)
             return SpanExportResult.SUCCESS
         except Exception as exc:  # noqa: BLE001  tracing must never fail a flow
             self.failures += 1
@@ -285,7 +324,9 @@ class SQLiteSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        return None
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
