@@ -8,6 +8,7 @@ Quick start::
     print(result.answer, result.path, result.decisions)
 """
 
+from tandemlm.core import Decision, Node, NodeCall, NodeResult, Port
 from tandemlm.errors import (
     BudgetExceededError,
     ConfigError,
@@ -25,6 +26,7 @@ from tandemlm.flows import (
     load_flow,
     presets,
 )
+from tandemlm.flows.registry import register_node, register_provider, register_router
 from tandemlm.models import KeyedChatModel, ModelSpec, ScriptedChatModel
 
 __version__ = "0.1.0"
@@ -33,12 +35,17 @@ __all__ = [
     "BudgetExceededError",
     "CompiledFlow",
     "ConfigError",
+    "Decision",
     "Flow",
     "FlowSpec",
     "KeyedChatModel",
     "ModelSpec",
     "ModelUnavailableError",
+    "Node",
+    "NodeCall",
     "NodeExecutionError",
+    "NodeResult",
+    "Port",
     "RunResult",
     "ScriptedChatModel",
     "SpecError",
@@ -47,4 +54,7 @@ __all__ = [
     "compile_flow",
     "load_flow",
     "presets",
+    "register_node",
+    "register_provider",
+    "register_router",
 ]
