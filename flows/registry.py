@@ -47,6 +47,11 @@ _BUILTIN_NODES: dict[str, str] = {
     "local_workers": "tandemlm.nodes.workers:LocalWorkers",
     "aggregate_findings": "tandemlm.nodes.workers:AggregateFindings",
     "flow": "tandemlm.flows.subflow:SubFlow",
+    "iterative_retrieve": "tandemlm.nodes.multihop:IterativeRetrieve",
+    "cite_check": "tandemlm.nodes.grounding:CiteCheck",
+    "arbitrate": "tandemlm.nodes.arbitrate:Arbitrate",
+    "sample": "tandemlm.nodes.rerank:Sample",
+    "rerank": "tandemlm.nodes.rerank:Rerank",
 }
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",

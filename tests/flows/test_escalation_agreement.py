@@ -120,6 +120,17 @@ SCENARIOS = [
     Scenario("rag_cascade", "inner-escalated", "Can I return my tent after five weeks?", lambda: {
         "slm": keyed(confident("maybe", 0.1), **{"sub-questions": SUBQ}),
         "llm": keyed("Within 30 days only [policies/returns.md].")}, True, edit=_collab_rag_store),
+    Scenario("multihop", "planner-done", "Can I return my tent after five weeks?", lambda: {
+        "slm": keyed("DONE"), "llm": keyed("Within 30 days only [policies/returns.md].")}, True,
+        edit=_collab_rag_store),
+    Scenario("conflict", "agree", "How many days do I have to return an item?", lambda: {
+        "slm": keyed("You have 30 days [policies/returns.md]."), "llm": keyed("30 days.")}, True,
+        edit=_collab_rag_store),
+    Scenario("conflict", "arbitrated", "How many days do I have to return an item?", lambda: {
+        "slm": keyed("You have 14 days [policies/returns.md]."),
+        "llm": keyed("30 days.", **{"Answer A": "B [policies/returns.md]"})}, True, edit=_collab_rag_store),
+    Scenario("rerank", "pointwise", "What is 17 + 25?", lambda: {
+        "slm": keyed("17 + 25 = 42.\nAnswer: 42"), "llm": keyed(confident("Yes", 0.9))}, True),
     Scenario("speculate", "smollm2", "Name three colors.", None, True, edit=_smollm2),
     Scenario("token_route", "smollm2", "Name three colors.", None, None, edit=_smollm2),
 ]

@@ -1,0 +1,189 @@
+"""``arbitrate``: when two models' answers disagree, the evidence decides (or nobody does).
+
+Knowledge conflicts (survey 5.2.2): the SLM answers from local documents, the LLM from
+what it learned; the two can disagree, and either can be the outdated one. The node
+extracts a short answer from each (the first sentence, citations removed) and compares
+them (:func:`agree`: yes/no polarity, then the first number, then word overlap). When they
+agree, the first answer stands and no model is called. When they disagree, ``model``
+reads the retrieved evidence and both answers and replies ``A [source]``, ``B [source]``
+or ``NEITHER``; the supported answer is returned with its citation, or a reply that says
+the sources do not settle it (choice ``undecided``). The decision (kind ``arbitrate``)
+records both short answers, the verdict and the cited source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import ConfigDict, Field
+
+from tandemlm.core.ledger import meta_of
+from tandemlm.core.node import Decision, Node, NodeCall, NodeResult, Port
+from tandemlm.core.state import lookup
+from tandemlm.errors import ModelUnavailableError
+from tandemlm.nodes.grounding import numbers, words
+from tandemlm.nodes.multihop import passages
+
+SYSTEM = "You check answers against source passages. You are strict and brief."
+PROMPT = (
+    "Passages (each starts with its source id):\n{passages}\n\n"
+    "Question: {question}\n\nAnswer A: {a}\nAnswer B: {b}\n\n"
+    "The two answers disagree. Which one do the passages support? If passages contradict "
+    "each other, an archived, older or unofficial passage loses to the current policy or "
+    "product page. Reply with one line: 'A [source id]', 'B [source id]', or 'NEITHER' if "
+    "the passages support neither answer."
+)
+UNDECIDED = (
+    "I cannot tell which answer is right: the sources do not settle it. One answer says: "
+    "{a} The other says: {b}"
+)
+_CITE = re.compile(r"\s?\[[^\[\]\n]{1,300}\]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_VERDICT = re.compile(r"^\W*(?:answer\s+)?(A|B|NEITHER|NONE)\b", re.IGNORECASE)
+_POLARITY = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+def short_answer(text: str) -> str:
+    """The first sentence of ``text`` without citation markers (an ``Answer:`` line wins)."""
+    for line in text.splitlines():
+        if line.strip().lower().startswith(("answer:", "short answer:")):
+            return _CITE.sub("", line.split(":", 1)[1]).strip()
+    plain = _CITE.sub("", text).strip()
+    first = _SENTENCE.split(plain, maxsplit=1)[0] if plain else ""
+    return first.strip()
+
+
+def _first_number(text: str) -> str | None:
+    found = re.findall(r"\d+(?:[.,]\d+)*", text)
+    if not found:
+        return None
+    return next(iter(numbers(found[0])))
+
+
+def agree(a: str, b: str) -> bool:
+    """Whether two short answers say the same thing.
+
+    Yes/no answers must have the same polarity; answers with numbers must share their first
+    number (``30 days`` vs ``within 30 days``, not ``14 days``); others need half their
+    content words in common.
+    """
+    pa, pb = _POLARITY.match(a), _POLARITY.match(b)
+    if pa and pb and pa.group(1).lower() != pb.group(1).lower():
+        return False
+    na, nb = _first_number(a), _first_number(b)
+    if na is not None or nb is not None:
+        if na is not None and nb is not None:
+            return na in numbers(b) or nb in numbers(a)
+        return bool(pa and pb)
+    if pa and pb:
+        return True
+    wa, wb = words(a), words(b)
+    if not wa or not wb:
+        return _norm(a) == _norm(b)
+    return len(wa & wb) / min(len(wa), len(wb)) >= 0.5
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def parse_verdict(text: str) -> tuple[str | None, list[str]]:
+    """``("A"|"B"|None, cited ids)`` from an arbiter reply (None: neither, or unreadable)."""
+    ids = [m.group(0).strip()[1:-1].strip() for m in _CITE.finditer(text)]
+    for line in text.strip().splitlines():
+        match = _VERDICT.match(line)
+        if match:
+            word = match.group(1).upper()
+            return (word if word in ("A", "B") else None), ids
+    return None, ids
+
+
+class Arbitrate(Node):
+    """Compare two answers; on disagreement let ``model`` pick the one the evidence supports.
+
+    Args:
+        inputs: the two answer fields, e.g. ``[local_answer, remote_answer]`` (the spec key;
+            the Python attribute is ``candidates``). The first wins when they agree.
+        evidence: retrieved hits the arbiter reads (a ``retrieve`` output).
+        model: the arbiter (usually the LLM; it sees the evidence and both answers).
+        max_chars: evidence shown to the arbiter.
+        output: field to write (``answer`` makes it the final answer).
+        undecided: reply when the evidence supports neither (``{a}``, ``{b}``: the short
+            answers).
+    """
+
+    type_name = "arbitrate"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    candidates: list[str] = Field(alias="inputs", min_length=2, max_length=2)
+    evidence: str = "evidence"
+    model: str
+    max_chars: int = Field(4000, ge=200, le=100_000)
+    output: str = "answer"
+    undecided: str = Field(UNDECIDED, max_length=4000)
+    max_tokens: int = Field(32, ge=2, le=512)
+
+    def model_refs(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    def inputs(self) -> dict[str, Any]:
+        return dict.fromkeys(sorted({"input", self.evidence, *self.candidates}), Any)
+
+    def outputs(self) -> dict[str, Port]:
+        return {self.output: Port(str, doc="the arbitrated answer")}
+
+    async def run(self, state: Mapping[str, Any], call: NodeCall) -> NodeResult:
+        first, second = self.candidates
+        texts = [str(lookup(state, f) or "") for f in (first, second)]
+        shorts = [short_answer(t) for t in texts]
+        models = [meta_of(state, f).get("model") for f in (first, second)]
+        said = {first: shorts[0], second: shorts[1]}
+        if agree(shorts[0], shorts[1]):
+            return NodeResult(
+                outputs={self.output: texts[0]},
+                decision=Decision(kind="arbitrate", choice="agree",
+                                  reason=f"both answers say {shorts[0]!r}",
+                                  details={"answers": said}),
+                credit=models[0], meta={self.output: meta_of(state, first)},
+            )
+        hits = list(lookup(state, self.evidence) or [])
+        known = {str(h.get("source") or h.get("id")) for h in hits}
+        prompt = PROMPT.format(passages=passages(hits, self.max_chars),
+                               question=state.get("input", ""), a=shorts[0], b=shorts[1])
+        verdict: str | None = None
+        reply_text = ""
+        try:
+            reply = await call.chat(self.model, [SystemMessage(content=SYSTEM),
+                                                 HumanMessage(content=prompt)],
+                                    max_tokens=self.max_tokens)
+            reply_text = reply.text
+            verdict, ids = parse_verdict(reply.text)
+        except ModelUnavailableError as exc:
+            call.error(f"arbiter failed: {exc}")
+            ids = []
+        cited = [i for i in ids if i in known]
+        details = {"answers": said, "verdict": reply_text[:200], "sources": cited}
+        reason = f"{first} says {shorts[0]!r}, {second} says {shorts[1]!r}: "
+        if verdict is None:
+            text = self.undecided.replace("{a}", shorts[0]).replace("{b}", shorts[1])
+            return NodeResult(
+                outputs={self.output: text},
+                decision=Decision(kind="arbitrate", choice="undecided",
+                                  reason=reason + "the evidence supports neither", details=details),
+            )
+        index = 0 if verdict == "A" else 1
+        chosen = texts[index]
+        if cited and not any(f"[{c}]" in chosen for c in cited):
+            chosen = f"{chosen.rstrip()} [{cited[0]}]"
+        field = self.candidates[index]
+        return NodeResult(
+            outputs={self.output: chosen},
+            decision=Decision(kind="arbitrate", choice=field,
+                              reason=reason + f"the evidence supports {field}"
+                              + (f" [{cited[0]}]" if cited else ""), details=details),
+            credit=models[index], meta={self.output: meta_of(state, field)},
+        )
