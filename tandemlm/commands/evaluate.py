@@ -59,73 +59,121 @@ def _cache_path(cache: str | None) -> Path:
     return Path(cache) if cache else load_config().home_dir() / "eval" / "cache.db"
 
 
+def _meta(dataset: str, limit: int | None, scorer: str, scorer_reason: str, sweep: str | None,
+          goal: str | None, concurrency: int, backend: str, cache: Path) -> dict[str, Any]:
+    """What a reader needs to rerun and to judge the figures: the command and the machine."""
+    import datetime as dt
+    import os
+    import platform
+    import shlex
+    import sys
+
+    from tandemlm import __version__
+
+    return {
+        "command": "tandem " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "dataset": dataset,
+        "limit": limit,
+        "scorer": f"{scorer} ({scorer_reason})",
+        "sweep": sweep,
+        "goal": goal,
+        "concurrency": concurrency,
+        "backend": backend,
+        "threads": os.environ.get("TANDEM_THREADS") or "default (TANDEM_THREADS unset)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "tandemlm": __version__,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cache": str(cache),
+    }
+
+
 def evaluate(
     flows: Annotated[list[str], typer.Argument(help="Preset names or flow files to evaluate side by side.")],
     dataset: DatasetOption,
-    scorer: Annotated[str | None, typer.Option(help="exact, numeric, choice, contains, f1 or judge (default: the dataset's, else exact).")] = None,
+    scorer: Annotated[str | None, typer.Option(help="exact, numeric, choice, contains, f1 or judge (default: the bundled dataset's; for a file, what its golds look like: numeric for '#### N' or numbers, choice for A-D, else exact).")] = None,
     field: FieldOption = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N items.", min=1)] = None,
     concurrency: Annotated[int, typer.Option(help="Items run at the same time.", min=1, max=64)] = 1,
-    baselines: Annotated[bool, typer.Option("--baselines", help="Add SLM-only and LLM-only runs of the same models.")] = False,
-    sweep: Annotated[str | None, typer.Option(help="Threshold sweep for flows with a route, e.g. threshold=0.1:0.9:9.")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Add SLM-only and LLM-only runs of each flow's own models, prompts and limits.")] = False,
+    sweep: Annotated[str | None, typer.Option(help="Threshold sweep for flows with a graded router: threshold=0.1:0.9:9, threshold=0.2,0.5, ROUTE.threshold=..., or auto[:N] (thresholds from the observed router scores).")] = None,
+    goal: Annotated[str | None, typer.Option(help="Print a verdict per routed flow, e.g. recover=0.95,llm_calls=0.6[,faster] (95% of its LLM-only accuracy with at most 60% LLM calls).")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Folder for results.json, PNGs and report.html.")] = None,
     cache: Annotated[str | None, typer.Option(help="SQLite cache file (default .tandem/eval/cache.db).")] = None,
     replay: Annotated[bool, typer.Option(help="Answer identical deterministic model calls from the cache.")] = True,
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
-    backend: Annotated[str, typer.Option(help="local, or ray: items run on Ray workers (pip install 'tandemlm[ray]').")] = "local",
+    backend: Annotated[str, typer.Option(help="local, or ray: items run on Ray workers (pip install 'tandemlm\\[ray]').")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address for --backend ray (default: start a local one).")] = None,
 ) -> None:
     """Evaluate flows on a dataset: accuracy, LLM-call share, latency, cost, with resume.
 
     Results are cached per item and flow: rerun the same command to continue an
-    interrupted evaluation; finished items never run twice.
+    interrupted evaluation; finished items never run twice. Cached answers are scored
+    again by the scorer of each run.
     """
     from tandemlm.errors import TandemError
     from tandemlm.evaluation.baselines import baseline_flows
-    from tandemlm.evaluation.datasets import default_scorer, load_dataset
+    from tandemlm.evaluation.datasets import BUNDLED, default_scorer, load_dataset
+    from tandemlm.evaluation.goal import parse_goal
     from tandemlm.evaluation.report import print_table, results_data, write_report
     from tandemlm.evaluation.runner import run_eval
-    from tandemlm.evaluation.sweep import parse_sweep, run_sweeps
+    from tandemlm.evaluation.scorers import get_scorer
+    from tandemlm.evaluation.sweep import parse_sweep, plan_sweeps, run_sweeps
 
     if not flows:
         raise TandemError("give at least one flow (a preset name or a .yaml file)")
     sweep_spec = parse_sweep(sweep) if sweep else None
+    goal_spec = parse_goal(goal) if goal else None
     items = load_dataset(dataset, fields=_fields(field), limit=limit)
-    scorer_name = scorer or default_scorer(dataset) or "exact"
-    from tandemlm.evaluation.scorers import get_scorer
-
+    if scorer:
+        scorer_name, reason = scorer, "--scorer"
+    else:
+        scorer_name = default_scorer(dataset, items) or "exact"
+        reason = "the bundled dataset's" if dataset in BUNDLED else "guessed from the golds"
     scorer_obj = get_scorer(scorer_name)
     evaluated = _flows(flows, model or [])
-    if sweep_spec and not any(f.spec.routes for f in evaluated):
-        raise TandemError("--sweep needs a flow with a route; none of the given flows has one")
-    plan = list(evaluated)
-    if baselines:
-        for flow in evaluated:
-            for base in baseline_flows(flow):
-                if not any(p.label == base.label for p in plan):
-                    plan.insert(0 if base.label == "slm-only" else 1, base)
+    swept = plan_sweeps(evaluated, sweep_spec) if sweep_spec else []  # checked before any model runs
+    per_flow = len(evaluated) > 1
+    plan = []
+    for flow in evaluated:
+        if baselines:
+            plan.extend(baseline_flows(flow, per_flow=per_flow))
+        plan.append(flow)
     cache_path = _cache_path(cache)
-    err.print(f"{len(items)} items x {len(plan)} flows, cache {cache_path}", style="dim")
-    run = run_eval(
-        plan, items, scorer=scorer_obj, cache=cache_path, concurrency=concurrency,
-        replay=replay, progress=True, dataset=dataset, backend=backend, address=address,
+    err.print(
+        f"{len(items)} items x {len(plan)} flows, scorer {scorer_name} ({reason}), cache {cache_path}",
+        style="dim", markup=False,
     )
-    sweeps = (
-        run_sweeps(run, evaluated, sweep_spec, cache=cache_path, concurrency=concurrency, replay=replay, progress=True)
-        if sweep_spec else []
-    )
+    try:
+        run = run_eval(
+            plan, items, scorer=scorer_obj, cache=cache_path, concurrency=concurrency,
+            replay=replay, progress=True, dataset=dataset, backend=backend, address=address,
+        )
+        sweeps = (
+            run_sweeps(run, swept, sweep_spec, cache=cache_path, concurrency=concurrency, replay=replay,
+                       progress=True, per_flow=per_flow)
+            if sweep_spec else []
+        )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: finished items are saved in {cache_path}; run the same command again to "
+            "resume (they will not run again)", markup=False,
+        )
+        raise typer.Exit(130) from None
     folder = Path(out_dir) if out_dir else _cache_path(cache).parent / Path(dataset).stem
-    paths = write_report(run, folder, sweeps=sweeps, meta={"command": "tandem eval " + " ".join(flows)})
+    meta = _meta(dataset, limit, scorer_name, reason, sweep, goal, concurrency, backend, cache_path)
+    paths = write_report(run, folder, sweeps=sweeps, meta=meta, goal=goal_spec)
     if as_json:
-        data = results_data(run, sweeps=sweeps)
-        print_json({"flows": data["flows"], "sweeps": data["sweeps"], "report": {k: str(v) for k, v in paths.items()}})
+        data = results_data(run, sweeps=sweeps, meta=meta, goal=goal_spec)
+        print_json({"flows": data["flows"], "sweeps": data["sweeps"], "verdicts": data.get("verdicts", []),
+                    "report": {k: str(v) for k, v in paths.items()}})
         return
     import json
 
     print_table(json.loads(paths["results"].read_text("utf-8")), out)
-    out.print(f"ran {run.executed}, reused {run.reused} cached results")
-    out.print(f"report: {paths['html']}\nresults: {paths['results']}")
+    out.print(f"ran {run.executed}, reused {run.reused} cached results", markup=False)
+    out.print(f"report: {paths['html']}\nresults: {paths['results']}", markup=False)
 
 
 def distill(
@@ -169,7 +217,7 @@ def distill(
         items = load_dataset(dataset, fields=_fields(field), limit=limit)
         (evaluated,) = _flows([flow], model or [])
         records, stats = distill_dataset(
-            evaluated, items, scorer=scorer or default_scorer(dataset) or "exact",
+            evaluated, items, scorer=scorer or default_scorer(dataset, items) or "exact",
             only_wrong=only_wrong, require_correct=require_correct, cache=_cache_path(cache),
             concurrency=concurrency, progress=True, with_meta=with_meta,
         )

@@ -4,6 +4,12 @@ Each baseline is a one-node flow that sends the question to one model with the s
 prompt, prompt template and ``logprobs`` setting as the flow's own ``generate`` node for that
 model (so with call replay, a cascade's draft and the SLM-only answer are the same call).
 A prompt that reads fields other than ``{input}`` is replaced by ``{input}``.
+
+Every evaluated flow gets its own pair: two flows with different prompts or token limits
+(``cascade`` and ``route``) have different SLM-only and LLM-only answers, and each flow's
+router is measured against its own pair. Labels are ``slm-only``/``llm-only`` when one flow
+is evaluated and ``<flow>/slm-only``/``<flow>/llm-only`` with several. The baseline specs do
+not carry the flow's name, so identical baselines of two flows share their cached results.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from tandemlm.evaluation.runner import EvalFlow, large_models
 from tandemlm.flows.spec import FlowSpec, NodeSpec
 from tandemlm.nodes.template import fields
 
-__all__ = ["baseline_flows", "single_model_spec", "small_models"]
+__all__ = ["baseline_flows", "baseline_label", "baselines_of", "single_model_spec", "small_models"]
 
 
 def small_models(spec: FlowSpec) -> set[str]:
@@ -60,7 +66,7 @@ def single_model_spec(spec: FlowSpec, model: str, name: str) -> FlowSpec:
     node = NodeSpec(type="generate", model=model, output="answer", **_generate_params(spec, model))
     return FlowSpec(
         name=name,
-        description=f"baseline: {model} of {spec.name} only",
+        description=f"baseline: model {model} only",
         models={model: spec.models[model]},
         nodes={"answer": node},
         entry="answer",
@@ -68,8 +74,17 @@ def single_model_spec(spec: FlowSpec, model: str, name: str) -> FlowSpec:
     )
 
 
-def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
+def baseline_label(flow_label: str, side: str, per_flow: bool) -> str:
+    """``slm-only`` (one evaluated flow) or ``cascade/slm-only`` (several)."""
+    return f"{flow_label}/{side}-only" if per_flow else f"{side}-only"
+
+
+def baseline_flows(flow: EvalFlow, *, per_flow: bool = False) -> list[EvalFlow]:
     """``slm-only`` and ``llm-only`` flows for ``flow`` (one per side that exists).
+
+    Args:
+        flow: the evaluated flow; each baseline uses its model spec, prompt and limits.
+        per_flow: label them ``<flow>/slm-only`` (when several flows are evaluated).
 
     Raises:
         TandemError: the flow declares neither an SLM nor an LLM model.
@@ -83,11 +98,11 @@ def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
         overrides = {model: flow.models[model]} if flow.models and model in flow.models else None
         out.append(
             EvalFlow(
-                label=f"{side}-only",
+                label=baseline_label(flow.label, side, per_flow),
                 spec=spec,
                 models=overrides,
                 kind="baseline",
-                params={"base": flow.label, "model": model},
+                params={"base": flow.label, "model": model, "side": side},
             )
         )
     if not out:
@@ -95,3 +110,11 @@ def baseline_flows(flow: EvalFlow) -> list[EvalFlow]:
             f"flow {flow.label!r} has no model with role slm or llm: baselines need them"
         )
     return out
+
+
+def baselines_of(flows: list[EvalFlow], label: str) -> dict[str, EvalFlow]:
+    """The baselines among ``flows`` built for the flow ``label``: ``{"slm": ..., "llm": ...}``."""
+    return {
+        f.params["side"]: f for f in flows
+        if f.kind == "baseline" and f.params.get("base") == label and f.params.get("side")
+    }

@@ -1,9 +1,13 @@
 """The evaluation cache: per (flow, item) results and replayable model calls, in SQLite (WAL).
 
-Two tables:
+Three tables:
 
-- ``results``: one row per flow fingerprint and item key. An interrupted run continues
-  where it stopped and no finished item runs twice.
+- ``results``: one row per flow fingerprint and item key: the run record *without* a score.
+  An interrupted run continues where it stopped and no finished item runs twice. Scores are
+  computed on every read by the scorer of that run, so changing ``--scorer`` (or fixing a
+  gold answer) rescores cached answers instead of reusing old scores.
+- ``scores``: verdicts of scorers that call a model (``judge``), keyed by the scorer's
+  identity, question, gold and answer.
 - ``calls``: model replies keyed by model identity, generation parameters and messages.
   Decoding is deterministic by default (temperature 0, fixed seed), so an identical call made
   by another flow or another threshold of a sweep is answered from here instead of running
@@ -38,6 +42,12 @@ CREATE TABLE IF NOT EXISTS results (
     record TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (flow_key, item_key)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    key TEXT PRIMARY KEY,
+    scorer TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
@@ -100,6 +110,20 @@ class EvalCache:
             return int(
                 self._conn.execute("SELECT COUNT(*) FROM results WHERE flow_key=?", (flow_key,)).fetchone()[0]
             )
+
+    def get_score(self, key: str) -> dict[str, Any] | None:
+        """A stored scorer verdict (``{"score", ...}``), or ``None``."""
+        with self._lock:
+            row = self._conn.execute("SELECT result FROM scores WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_score(self, key: str, scorer: str, result: dict[str, Any]) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
+                (key, scorer, json.dumps(result, default=str), time.time()),
+            )
+            self._conn.commit()
 
     def get_call(self, key: str) -> tuple[dict[str, Any], float] | None:
         with self._lock:

@@ -4,8 +4,9 @@ Each record becomes an :class:`EvalItem` (``id``, ``question``, ``gold``). Field
 by a mapping (``{"question": "problem", "answer": "solution", "id": "qid"}``) or, when not
 mapped, by common names (``question``/``input``/``prompt``/``query``/``problem``,
 ``answer``/``gold``/``target``/``expected``/``label``, ``id``/``qid``/``uid``). Items without
-an id get ``<dataset>-<line>``. A ``choices`` list (multiple choice) is appended to the
-question as ``A) ...`` lines.
+an id are shown as ``<dataset>-<line>`` but cached by their question text alone, so the same
+question in a grown, cut or renamed file reuses its results. A ``choices`` list (multiple
+choice) is appended to the question as ``A) ...`` lines.
 
 Bundled datasets (package data, usable offline by name):
 
@@ -21,7 +22,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -56,17 +57,20 @@ class EvalItem:
         question: the text sent to the flow.
         gold: the reference answer (may be empty for unscored runs).
         meta: the rest of the record.
+        auto_id: the id was made up from the file name and line (the record has none).
     """
 
     id: str
     question: str
     gold: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    auto_id: bool = field(default=False, compare=False)
 
     def key(self) -> str:
-        """Cache key: the id plus a hash of the question (an edited question reruns)."""
+        """Cache key: the id plus a hash of the question (an edited question reruns); for a
+        made-up id, the question hash alone (the same question in any file reuses results)."""
         digest = hashlib.sha256(self.question.encode("utf-8")).hexdigest()[:12]
-        return f"{self.id}:{digest}"
+        return f"q:{digest}" if self.auto_id else f"{self.id}:{digest}"
 
 
 def bundled_names() -> list[str]:
@@ -80,10 +84,18 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("tandemlm.evaluation") / "data" / filename))
 
 
-def default_scorer(source: str) -> str | None:
-    """The scorer a bundled dataset is meant for (``None`` for user files)."""
+def default_scorer(source: str, items: Sequence[EvalItem] = ()) -> str | None:
+    """The scorer a dataset is meant for: a bundled one's own; for a file, the scorer its golds
+    call for (:func:`~tandemlm.evaluation.scorers.guess_scorer`: ``numeric`` for GSM8K-style
+    ``#### N`` or plain numbers, ``choice`` for letters A-D); ``None`` without items."""
     entry = BUNDLED.get(source)
-    return entry[1] if entry else None
+    if entry:
+        return entry[1]
+    if not items:
+        return None
+    from tandemlm.evaluation.scorers import guess_scorer
+
+    return guess_scorer(items)
 
 
 def _pick(record: Mapping[str, Any], mapped: str | None, keys: tuple[str, ...]) -> Any:
@@ -177,7 +189,8 @@ def load_dataset(
             )
         gold = _pick(record, fields.get("answer"), ANSWER_KEYS)
         item_id = _pick(record, fields.get("id"), ID_KEYS)
-        item_id = str(item_id) if item_id not in (None, "") else f"{prefix}-{number}"
+        auto_id = item_id in (None, "")
+        item_id = f"{prefix}-{number}" if auto_id else str(item_id)
         if item_id in seen:
             raise DatasetError(f"{path}:{number}: duplicate id {item_id!r}")
         seen.add(item_id)
@@ -188,6 +201,7 @@ def load_dataset(
                 question=_with_choices(str(question), choices),
                 gold="" if gold is None else str(gold),
                 meta={k: v for k, v in record.items() if k not in ("question", "answer")},
+                auto_id=auto_id,
             )
         )
         if limit is not None and len(items) >= limit:

@@ -3,8 +3,8 @@
 ``run_eval(..., backend="ray")`` (or ``tandem eval ... --backend ray [--address ADDR]``)
 sends each item that is not cached yet to a pool of :class:`EvalWorker` actors. Each actor
 compiles every evaluated flow once and keeps its models loaded for all the items it runs;
-the driver keeps the cache, scores the answers and shows the progress, exactly as a local
-run, so a Ray run and a local run of the same flows give the same records (and reuse each
+the driver keeps the cache and shows the progress, and the runner scores the answers,
+exactly as a local run, so a Ray run and a local run of the same flows give the same records (and reuse each
 other's cached results).
 
 Differences from a local run:
@@ -132,9 +132,10 @@ class RayEvalPool:
         items: Sequence[EvalItem],
         scorer: Any,
         cache: EvalCache,
-        on_done: Callable[[str, bool], None],
+        on_done: Callable[[str, bool, float], None],
     ) -> dict[str, dict[str, Any]]:
-        """Records of every item for one flow (cached ones reused, the rest run on workers)."""
+        """Unscored records of every item for one flow (cached ones reused, the rest run on
+        workers); ``scorer`` is unused (the runner scores every record the same way)."""
         label = prep.flow.label
         records: dict[str, dict[str, Any]] = {}
         todo: list[EvalItem] = []
@@ -142,7 +143,7 @@ class RayEvalPool:
             found = cache.get_result(prep.key, item.key())
             if found is not None:
                 records[item.id] = {**found, "cached": True}
-                on_done(label, False)
+                on_done(label, False, 0.0)
             else:
                 todo.append(item)
         queue = list(reversed(todo))
@@ -151,13 +152,9 @@ class RayEvalPool:
             while queue:
                 item = queue.pop()
                 record, status = await actor.run.remote(label, item.question)
-                scored = await scorer.ascore(item.question, record["answer"], item.gold)
-                record["score"] = float(scored["score"])
-                if "judge" in scored:
-                    record["judge"] = scored["judge"]
                 cache.put_result(prep.key, item.key(), record, status=status)
                 records[item.id] = {**record, "cached": False}
-                on_done(label, True)
+                on_done(label, True, float(record.get("wall", 0.0)))
 
         await asyncio.gather(*(drain(a) for a in self._actors))
         return {item.id: records[item.id] for item in items}

@@ -1,32 +1,43 @@
 """Reports: a terminal table, ``results.json``, PNG plots and a self-contained HTML page.
 
-``results.json`` (format version 1) is what ``tandem router train`` and ``tandem distill``
-read back::
+``results.json`` (format version 1; later keys are additions) is what ``tandem router
+train`` and ``tandem distill`` read back::
 
     {
-      "version": 1, "dataset": "gsm8k", "scorer": "numeric", "created": "...", "meta": {...},
+      "version": 1, "dataset": "gsm8k", "scorer": "numeric", "created": "...",
+      "meta": {"command", "dataset", "limit", "scorer", "sweep", "goal", "threads",
+               "machine", "python", ...},
       "flows": [{"label": "cascade", "name": "cascade", "kind": "flow|baseline|sweep",
-                 "params": {...}, "models": {"slm": "llamacpp:qwen2.5-coder-0.5b"},
-                 "summary": {"n", "accuracy", "llm_share", "latency_mean", "latency_p50",
-                             "latency_p95", "cost_total", "cost_mean", "tokens_mean",
-                             "answered_by", "errors"}}],
-      "items": [{"id": "gsm8k-1", "question": "...", "gold": "...",
-                 "flows": {"cascade": {"answer", "score", "llm_called", "llm_calls", "tokens",
-                                       "latency", "cost", "path", "models", "answered_by",
-                                       "errors", "route_scores", "run_id"}}}],
-      "sweeps": [{"flow", "param", "points": [...], "weak_accuracy", "strong_accuracy",
-                  "metrics": {"router", "random", "oracle", "measured"}}]
+                 "params": {"base": ..., "side": "slm|llm", ...},
+                 "models": {"slm": "llamacpp:qwen2.5-coder-0.5b"},
+                 "summary": {"n", "accuracy", "accuracy_ci", "llm_share", "llm_share_ci",
+                             "latency_mean", "latency_p50", "latency_p95", "cost_total",
+                             "cost_mean", "tokens_mean", "answered_by", "errors",
+                             "truncated", "truncated_by_model", "route_scores"}}],
+      "items": [{"id": "gsm8k-1", "question": "...", "gold": "...", "gold_answer": "3",
+                 "flows": {"cascade": {"answer", "extracted", "score", "llm_called",
+                                       "llm_calls", "large_models", "tokens", "latency",
+                                       "cost", "path", "models", "answered_by", "errors",
+                                       "route_scores", "truncated", "run_id"}}}],
+      "sweeps": [{"flow", "param", "route", "baselines", "points": [...], "weak_accuracy",
+                  "strong_accuracy", "score_range",
+                  "metrics": {"router", "random", "oracle", "measured"}} | {..., "skipped"}],
+      "goal": {...}, "verdicts": [{"flow", "met", "at", "text"}]
     }
 
-Per item and flow: ``answer``, ``score`` (0-1), ``llm_called`` (bool: a large model was
-called, the run's own flag, see :func:`tandemlm.core.ledger.llm_called`), ``llm_calls``,
-``tokens`` (``{model: {"input", "output"}}``), ``latency`` (s), ``cost``, ``run_id`` (find
-the run's trace with ``tandem traces show RUN_ID``). ``slm-only``/``llm-only``
-entries (``--baselines``) answer "was the SLM good enough?" for router training.
+Per item and flow: ``answer``, ``extracted`` (what the scorer read from it; the item's
+``gold_answer`` is what it read from the gold), ``score`` (0-1), ``llm_called`` (a large
+model was called, the run's own flag, see :func:`tandemlm.core.ledger.llm_called`),
+``llm_calls``, ``tokens`` (``{model: {"input", "output"}}``), ``truncated`` (models whose
+reply hit its token limit), ``latency`` (s), ``cost``, ``run_id`` (``tandem traces show
+RUN_ID``). Intervals (``*_ci``) are 95% bootstrap intervals over items (seeded).
+``slm-only``/``llm-only`` entries (``--baselines``; ``<flow>/slm-only`` with several flows)
+answer "was the SLM good enough?" for router training.
 
-Plots: ``cost_quality.png`` (accuracy vs share of LLM calls: flows, sweep curve, random and
-oracle), ``latency.png`` (latency distribution per flow), ``model_share.png`` (which model
-answered, per flow).
+Plots: ``cost_quality.png`` (accuracy vs share of LLM calls: per flow its own baselines,
+operating point and sweep, thresholds labelled, 95% intervals; random and oracle once per
+distinct table), ``latency.png`` (latency distribution per flow), ``model_share.png``
+(which model answered, per flow). A flow keeps its colour in every plot.
 """
 
 from __future__ import annotations
@@ -46,15 +57,26 @@ __all__ = ["load_results", "print_table", "results_data", "write_report"]
 
 FORMAT_VERSION = 1
 _ITEM_FIELDS = (
-    "answer", "score", "llm_called", "llm_calls", "tokens", "latency", "cost", "path", "models",
-    "answered_by", "errors", "route_scores", "run_id",
+    "answer", "extracted", "score", "llm_called", "llm_calls", "large_models", "tokens", "latency",
+    "cost", "path", "models", "answered_by", "errors", "route_scores", "truncated", "run_id",
 )
 
 
 def results_data(
-    run: EvalRun, *, sweeps: Sequence[Mapping[str, Any]] = (), meta: Mapping[str, Any] | None = None
+    run: EvalRun,
+    *,
+    sweeps: Sequence[Mapping[str, Any]] = (),
+    meta: Mapping[str, Any] | None = None,
+    goal: Any = None,
 ) -> dict[str, Any]:
-    """The ``results.json`` document of a run (see the module docstring)."""
+    """The ``results.json`` document of a run (see the module docstring).
+
+    Args:
+        run: the evaluation.
+        sweeps: from :func:`~tandemlm.evaluation.sweep.run_sweeps`.
+        meta: facts to record (the command, dataset, limit, scorer, threads, machine).
+        goal: a :class:`~tandemlm.evaluation.goal.Goal`: adds ``goal`` and ``verdicts``.
+    """
     flows = [
         {
             "label": f.label,
@@ -73,8 +95,14 @@ def results_data(
             for f in run.flows
             if item.id in run.records.get(f.label, {})
         }
-        items.append({"id": item.id, "question": item.question, "gold": item.gold, "flows": per_flow})
-    return {
+        gold_answer = next(
+            (run.records[f.label][item.id].get("gold_extracted") for f in run.flows
+             if item.id in run.records.get(f.label, {})),
+            None,
+        )
+        items.append({"id": item.id, "question": item.question, "gold": item.gold,
+                      "gold_answer": gold_answer, "flows": per_flow})
+    data: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "dataset": run.dataset,
         "scorer": run.scorer,
@@ -84,6 +112,12 @@ def results_data(
         "items": items,
         "sweeps": [dict(s) for s in sweeps],
     }
+    if goal is not None:
+        from tandemlm.evaluation.goal import verdicts
+
+        data["goal"] = goal.as_dict()
+        data["verdicts"] = verdicts(goal, flows, data["sweeps"])
+    return data
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -106,42 +140,217 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# --- shared formatting -------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(value: Any, ci: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else "")
+
+
+def _share(value: Any, ci: Any = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
+def _shown_flows(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [f for f in data["flows"] if f["kind"] != "sweep"]
+
+
+def _metric_rows(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(router, APGR, AIQ, CPT50, CPT80, CPT95) strings, intervals and random sd included."""
+    rows = []
+    for name, m in (sweep.get("metrics") or {}).items():
+        cpt, cis = m.get("cpt") or {}, m.get("cpt_ci") or {}
+        if name == "random" and m.get("apgr_sd") is not None:
+            sds = m.get("cpt_sd") or {}
+            apgr = f"{m['apgr']:.3f} ± {m['apgr_sd']:.3f}"
+            cpts = [
+                "-" if cpt.get(k) is None else f"{cpt[k]:.2f} ± {sds.get(k) or 0:.2f}" for k in ("50%", "80%", "95%")
+            ]
+            label = f"random (mean ± sd, {m.get('seeds')} seeds)"
+        else:
+            apgr = _with_ci(m.get("apgr"), m.get("apgr_ci"))
+            cpts = [_with_ci(cpt.get(k), cis.get(k), 2) for k in ("50%", "80%", "95%")]
+            label = name
+            if m.get("beats_random") is not None:
+                label += f" (beats {m['beats_random']:.0%} of random)"
+        rows.append((label, apgr, _fmt(m.get("aiq")), *cpts))
+    return rows
+
+
+def _spread_rows(data: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = []
+    for flow in data["flows"]:
+        if flow["kind"] != "flow":
+            continue
+        for route, spread in (flow["summary"].get("route_scores") or {}).items():
+            rows.append((flow["label"], route, spread))
+    return rows
+
+
 def print_table(data: Mapping[str, Any], console: Any = None) -> None:
-    """Print the flows' summaries (and sweep metrics) as rich tables."""
+    """Print the flows' summaries, router-score spread, sweeps, metrics and verdicts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"{data.get('dataset') or 'eval'} ({data.get('scorer')}, n={len(data['items'])})")
-    for column in ("flow", "accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "errors"):
+    title = f"{data.get('dataset') or 'eval'} ({data.get('scorer')}, n={len(data['items'])}; [..]: 95% interval)"
+    table = Table(title=escape(title))
+    for column in ("flow", "accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "truncated", "errors"):
         table.add_column(column, justify="left" if column == "flow" else "right")
-    for flow in data["flows"]:
-        if flow["kind"] == "sweep":
-            continue
+    for flow in _shown_flows(data):
         s = flow["summary"]
         table.add_row(
-            flow["label"], f"{s['accuracy']:.3f}", f"{s['llm_share']:.0%}", f"{s['latency_mean']:.2f}s",
-            f"{s['latency_p95']:.2f}s", f"{s['cost_total']:.4g}", str(s["errors"]),
+            escape(flow["label"]), escape(_with_ci(s["accuracy"], s.get("accuracy_ci"))),
+            escape(_share(s["llm_share"])), f"{s['latency_mean']:.2f}s", f"{s['latency_p95']:.2f}s",
+            f"{s['cost_total']:.4g}", str(s.get("truncated", "-")), str(s["errors"]),
         )
     console.print(table)
+    spread = _spread_rows(data)
+    if spread:
+        scores = Table(title="router scores (large model when score >= threshold)")
+        for column in ("flow", "route", "min", "p25", "median", "p75", "max", "distinct"):
+            scores.add_column(column, justify="left" if column in ("flow", "route") else "right")
+        for label, route, s in spread:
+            scores.add_row(escape(label), escape(route), *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")),
+                           str(s["distinct"]))
+        console.print(scores)
     for sweep in data.get("sweeps") or []:
-        points = Table(title=f"sweep {sweep['flow']} {sweep['param']}")
-        for column in (sweep["param"], "accuracy", "LLM calls", "mean latency"):
-            points.add_column(column, justify="right")
+        if sweep.get("skipped"):
+            console.print(escape(f"sweep {sweep['flow']}: not swept: {sweep['skipped']}"))
+            continue
+        points = Table(title=escape(f"sweep {sweep['flow']} {sweep['param']} (baselines: "
+                                    f"{', '.join((sweep.get('baselines') or {}).values())})"))
+        for column in (sweep["param"], "accuracy", "LLM calls", "mean latency", "truncated"):
+            points.add_column(escape(column), justify="right")
         for p in sweep["points"]:
-            points.add_row(f"{p['value']:g}", f"{p['accuracy']:.3f}", f"{p['llm_share']:.0%}", f"{p['latency_mean']:.2f}s")
+            points.add_row(f"{p['value']:g}", escape(_with_ci(p["accuracy"], p.get("accuracy_ci"))),
+                           f"{p['llm_share']:.0%}", f"{p['latency_mean']:.2f}s", str(p.get("truncated", "-")))
         console.print(points)
-        metrics = Table(title="router metrics (RouteLLM definitions)")
+        if sweep.get("note"):
+            console.print(escape(f"note: {sweep['note']}"))
+        metrics = Table(title=escape(f"router metrics of {sweep['flow']} (RouteLLM definitions, its own baselines)"))
         for column in ("router", "APGR", "AIQ", "CPT(50%)", "CPT(80%)", "CPT(95%)"):
             metrics.add_column(column, justify="right")
-        for name, m in sweep["metrics"].items():
-            cpt = m.get("cpt") or {}
-            metrics.add_row(name, _fmt(m.get("apgr")), _fmt(m.get("aiq")), *(_fmt(cpt.get(k)) for k in ("50%", "80%", "95%")))
+        for row in _metric_rows(sweep):
+            metrics.add_row(*(escape(cell) for cell in row))
         console.print(metrics)
+    for verdict in data.get("verdicts") or []:
+        console.print(escape(verdict["text"]), style="bold green" if verdict["met"] else "bold red")
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}"
+# --- plots ---------------------------------------------------------------------------------
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _family(flow: Mapping[str, Any]) -> str:
+    return str(flow["params"].get("base") or flow["label"]) if flow["kind"] != "flow" else flow["label"]
+
+
+def _colours(data: Mapping[str, Any]) -> dict[str, str]:
+    """One colour per evaluated flow (its baselines and sweep share it), the same in every plot."""
+    families: list[str] = []
+    for flow in data["flows"]:
+        family = _family(flow)
+        if family not in families:
+            families.append(family)
+    return {family: _PALETTE[i % len(_PALETTE)] for i, family in enumerate(families)}
+
+
+def _table_of(data: Mapping[str, Any], weak_label: str, strong_label: str) -> tuple[list[float], list[float]] | None:
+    try:
+        weak = [float(e["flows"][weak_label]["score"]) for e in data["items"]]
+        strong = [float(e["flows"][strong_label]["score"]) for e in data["items"]]
+    except (KeyError, TypeError):
+        return None
+    return weak, strong
+
+
+def _errorbar(ax: Any, x: float, summary: Mapping[str, Any], **style: Any) -> None:
+    ci = summary.get("accuracy_ci")
+    y = summary["accuracy"]
+    yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
+    ax.errorbar([x], [y], yerr=yerr, linestyle="none", capsize=3, elinewidth=1, **style)
+
+
+def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from tandemlm.evaluation import metrics
+
+    fig, ax = plt.subplots(figsize=(9.0, 5.2))
+    flows = _shown_flows(data)
+    tables: set[tuple[tuple[float, ...], tuple[float, ...]]] = set()
+    drawn_random = drawn_oracle = False
+    for flow in flows:  # random (expected) and oracle: once per distinct (weak, strong) table
+        if flow["kind"] != "flow":
+            continue
+        pair = {f["params"].get("side"): f for f in flows
+                if f["kind"] == "baseline" and f["params"].get("base") == flow["label"]}
+        if "slm" not in pair or "llm" not in pair:
+            continue
+        table = _table_of(data, pair["slm"]["label"], pair["llm"]["label"])
+        if table is None or (tuple(table[0]), tuple(table[1])) in tables:
+            continue
+        tables.add((tuple(table[0]), tuple(table[1])))
+        colour = colours[flow["label"]]
+        ws, gs = pair["slm"]["summary"]["accuracy"], pair["llm"]["summary"]["accuracy"]
+        ax.plot([0, 1], [ws, gs], "--", color=colour, alpha=0.45, linewidth=1)
+        drawn_random = True
+        try:
+            c = metrics.curve(metrics.oracle_scores(*table), *table, num_results=20)
+            ax.plot(c.strong_share, c.accuracy, ":", color=colour, alpha=0.6, linewidth=1.2)
+            drawn_oracle = True
+        except ValueError:
+            pass
+    for sweep in data.get("sweeps") or []:
+        if sweep.get("skipped") or not sweep.get("points"):
+            continue
+        colour = colours.get(sweep["flow"], "black")
+        pts = sorted(sweep["points"], key=lambda p: (p["llm_share"], p["value"]))
+        ax.plot([p["llm_share"] for p in pts], [p["accuracy"] for p in pts], "-", color=colour,
+                linewidth=1.2, marker=".", markersize=6, alpha=0.9, label=f"{sweep['flow']}: {sweep['param']} sweep")
+        step = max(1, len(pts) // 10)
+        seen: set[tuple[float, float]] = set()
+        for i, p in enumerate(pts):  # threshold labels, one per distinct operating point
+            spot = (round(p["llm_share"], 3), round(p["accuracy"], 3))
+            if i % step or spot in seen:
+                continue
+            seen.add(spot)
+            ax.annotate(f"{p['value']:g}", (p["llm_share"], p["accuracy"]), textcoords="offset points",
+                        xytext=(4, 6 if i % 2 else -11), fontsize=7, color=colour)
+    markers = {"slm": "v", "llm": "^"}
+    for flow in flows:
+        colour = colours[_family(flow)]
+        s = flow["summary"]
+        if flow["kind"] == "baseline":
+            _errorbar(ax, s["llm_share"], s, color=colour, marker=markers.get(flow["params"].get("side"), "s"),
+                      markersize=8, markeredgecolor="black", alpha=0.8, zorder=3, label=flow["label"])
+        else:
+            _errorbar(ax, s["llm_share"], s, color=colour, marker="o", markersize=10,
+                      markeredgecolor="black", alpha=0.85, zorder=4, label=f"{flow['label']} (as configured)")
+    handles, _ = ax.get_legend_handles_labels()
+    if drawn_random:
+        handles.append(Line2D([], [], linestyle="--", color="grey", label="random router (expected)"))
+    if drawn_oracle:
+        handles.append(Line2D([], [], linestyle=":", color="grey", label="oracle router"))
+    ax.set_xlabel("share of questions sent to the LLM")
+    ax.set_ylabel("accuracy (bars: 95% interval)")
+    ax.set_xlim(-0.04, 1.04)
+    ax.set_title(f"cost-quality, {data.get('dataset') or 'eval'} (n={len(data['items'])}; labels: thresholds)")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _save(fig, out / "cost_quality.png")
 
 
 def _plots(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
@@ -150,127 +359,141 @@ def _plots(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths: dict[str, Path] = {}
-    flows = [f for f in data["flows"] if f["kind"] != "sweep"]
+    colours = _colours(data)
+    flows = _shown_flows(data)
+    paths = {"cost_quality": _cost_quality(data, out, colours)}
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for sweep in data.get("sweeps") or []:
-        pts = sorted(sweep["points"], key=lambda p: p["llm_share"])
-        xs = [0.0, *[p["llm_share"] for p in pts], 1.0]
-        ys = [sweep["weak_accuracy"], *[p["accuracy"] for p in pts], sweep["strong_accuracy"]]
-        ax.plot(xs, ys, "o-", label=f"{sweep['flow']} ({sweep['param']} sweep)")
-        ax.plot([0, 1], [sweep["weak_accuracy"], sweep["strong_accuracy"]], "--", color="grey", label="random")
-        oracle = _oracle_curve(data, sweep)
-        if oracle:
-            ax.plot(*oracle, ":", color="black", label="oracle")
-    markers = "osD^vP*X"
-    for index, flow in enumerate(flows):
-        s = flow["summary"]
-        ax.scatter(
-            [s["llm_share"]], [s["accuracy"]], s=70, zorder=3, marker=markers[index % len(markers)],
-            label=flow["label"],
-        )
-    ax.set_xlabel("share of questions sent to the LLM")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_title("cost-quality")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    paths["cost_quality"] = _save(fig, out / "cost_quality.png")
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
     series = [[e["flows"][f["label"]]["latency"] for e in data["items"] if f["label"] in e["flows"]] for f in flows]
-    ax.boxplot(series, showmeans=True)
-    ax.set_xticks(range(1, len(flows) + 1), [f["label"] for f in flows], rotation=15)
+    box = ax.boxplot(series, showmeans=True, patch_artist=True)
+    for patch, flow in zip(box["boxes"], flows, strict=True):
+        patch.set_facecolor(colours[_family(flow)])
+        patch.set_alpha(0.35 if flow["kind"] == "baseline" else 0.7)
+    ax.set_xticks(range(1, len(flows) + 1), [f["label"] for f in flows], rotation=20, ha="right")
     ax.set_ylabel("latency per question (s)")
     ax.set_title("latency distribution")
     ax.grid(alpha=0.3, axis="y")
     paths["latency"] = _save(fig, out / "latency.png")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
     names = sorted({m for f in flows for m in f["summary"].get("answered_by", {})})
+    greys = ("#c6dbef", "#6baed6", "#2171b5", "#08306b", "#bdbdbd", "#636363")
     bottom = [0.0] * len(flows)
-    for name in names:
+    for index, name in enumerate(names):  # models, not flows: a blue scale so flow colours stay distinct
         shares = [f["summary"].get("answered_by", {}).get(name, 0.0) for f in flows]
-        ax.bar([f["label"] for f in flows], shares, bottom=bottom, label=name)
+        ax.bar([f["label"] for f in flows], shares, bottom=bottom, label=name, color=greys[index % len(greys)],
+               edgecolor=[colours[_family(f)] for f in flows], linewidth=1.5)
         bottom = [b + s for b, s in zip(bottom, shares, strict=True)]
     ax.set_ylabel("share of answers")
     ax.set_title("which model answered")
-    ax.legend(fontsize=8)
-    plt.setp(ax.get_xticklabels(), rotation=15)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     paths["model_share"] = _save(fig, out / "model_share.png")
     plt.close("all")
     return paths
 
 
-def _oracle_curve(data: Mapping[str, Any], sweep: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
-    from tandemlm.evaluation import metrics
-
-    try:
-        weak = [e["flows"]["slm-only"]["score"] for e in data["items"]]
-        strong = [e["flows"]["llm-only"]["score"] for e in data["items"]]
-        c = metrics.curve(metrics.oracle_scores(weak, strong), weak, strong, num_results=20)
-    except (KeyError, ValueError):
-        return None
-    return c.strong_share.tolist(), c.accuracy.tolist()
-
-
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+
+def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = html.escape
+    header = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def _html_sweeps(data: Mapping[str, Any]) -> str:
+    esc = html.escape
+    out = ""
+    for sweep in data.get("sweeps") or []:
+        out += f"<h2>Sweep: {esc(sweep['flow'])} {esc(sweep['param'])}</h2>"
+        if sweep.get("skipped"):
+            out += f"<p>Not swept: {esc(sweep['skipped'])}</p>"
+            continue
+        baselines = ", ".join((sweep.get("baselines") or {}).values())
+        out += f"<p>Against its own baselines: {esc(baselines)}.</p>"
+        out += _html_table(
+            [sweep["param"], "accuracy [95%]", "LLM calls", "mean latency", "truncated"],
+            [(f"{p['value']:g}", _with_ci(p["accuracy"], p.get("accuracy_ci")), f"{p['llm_share']:.0%}",
+              f"{p['latency_mean']:.2f}s", str(p.get("truncated", "-"))) for p in sweep["points"]],
+        )
+        if sweep.get("note"):
+            out += f"<p>Note: {esc(sweep['note'])}</p>"
+        out += "<h3>Router metrics</h3>" + _html_table(
+            ["router", "APGR", "AIQ", "CPT(50%)", "CPT(80%)", "CPT(95%)"], _metric_rows(sweep)
+        )
+    return out
+
+
+def _html_items(data: Mapping[str, Any], flows: Sequence[Mapping[str, Any]]) -> str:
+    esc = html.escape
+    header = "".join(f"<th>{esc(f['label'])}</th>" for f in flows)
+    rows = []
+    for entry in data["items"][:500]:
+        cells = []
+        for f in flows:
+            rec = entry["flows"].get(f["label"]) or {}
+            mark = "ok" if (rec.get("score") or 0) >= 0.5 else "bad"
+            who = rec.get("answered_by") or "-"
+            cut = ' <b title="a reply hit its token limit">cut</b>' if rec.get("truncated") else ""
+            shown = rec.get("extracted") if rec.get("extracted") is not None else str(rec.get("answer", ""))[-40:]
+            cells.append(
+                f'<td class="{mark}" title="{esc(str(rec.get("answer", ""))[:2000])}">'
+                f"{esc(str(shown))} <small>{rec.get('score', 0):.2f} {esc(who)} {rec.get('latency', 0):.1f}s</small>{cut}</td>"
+            )
+        gold = entry.get("gold_answer") if entry.get("gold_answer") is not None else str(entry["gold"])
+        rows.append(
+            f"<tr><td title=\"{esc(entry['question'][:2000])}\">{esc(entry['id'])}</td>"
+            f"<td title=\"{esc(str(entry['gold'])[:2000])}\">{esc(str(gold)[:80])}</td>{''.join(cells)}</tr>"
+        )
+    return (
+        "<p>Cells: the answer as the scorer read it, then score, model that answered, latency "
+        "(hover for the full answer; hover the gold for the reference).</p>"
+        f"<table><tr><th>id</th><th>gold</th>{header}</tr>{''.join(rows)}</table>"
+    )
 
 
 def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:
     esc = html.escape
-    flows = [f for f in data["flows"] if f["kind"] != "sweep"]
-    rows = "".join(
-        f"<tr><td>{esc(f['label'])}</td><td>{f['summary']['accuracy']:.3f}</td>"
-        f"<td>{f['summary']['llm_share']:.0%}</td><td>{f['summary']['latency_mean']:.2f}s</td>"
-        f"<td>{f['summary']['latency_p95']:.2f}s</td><td>{f['summary']['cost_total']:.4g}</td>"
-        f"<td>{f['summary']['errors']}</td><td>{esc(', '.join(f'{k}={v}' for k, v in f['models'].items()))}</td></tr>"
-        for f in flows
+    flows = _shown_flows(data)
+    rows = _html_table(
+        ["flow", "accuracy [95%]", "LLM calls [95%]", "mean latency", "p95 latency", "cost", "truncated", "errors", "models"],
+        [
+            (f["label"], _with_ci(f["summary"]["accuracy"], f["summary"].get("accuracy_ci")),
+             _share(f["summary"]["llm_share"], f["summary"].get("llm_share_ci")),
+             f"{f['summary']['latency_mean']:.2f}s", f"{f['summary']['latency_p95']:.2f}s",
+             f"{f['summary']['cost_total']:.4g}",
+             f"{f['summary'].get('truncated', '-')}" + "".join(
+                 f" ({m}: {n})" for m, n in (f["summary"].get("truncated_by_model") or {}).items()),
+             str(f["summary"]["errors"]), ", ".join(f"{k}={v}" for k, v in f["models"].items()))
+            for f in flows
+        ],
     )
-    sweeps = ""
-    for sweep in data.get("sweeps") or []:
-        metric_rows = "".join(
-            f"<tr><td>{esc(name)}</td><td>{_fmt(m.get('apgr'))}</td><td>{_fmt(m.get('aiq'))}</td>"
-            + "".join(f"<td>{_fmt((m.get('cpt') or {}).get(k))}</td>" for k in ("50%", "80%", "95%"))
-            + "</tr>"
-            for name, m in sweep["metrics"].items()
+    spread = _spread_rows(data)
+    spread_html = ""
+    if spread:
+        spread_html = "<h2>Router scores</h2><p>Large model when score &gt;= threshold.</p>" + _html_table(
+            ["flow", "route", "min", "p25", "median", "p75", "max", "distinct"],
+            [(label, route, *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")), str(s["distinct"]))
+             for label, route, s in spread],
         )
-        point_rows = "".join(
-            f"<tr><td>{p['value']:g}</td><td>{p['accuracy']:.3f}</td><td>{p['llm_share']:.0%}</td>"
-            f"<td>{p['latency_mean']:.2f}s</td></tr>"
-            for p in sweep["points"]
-        )
-        sweeps += (
-            f"<h2>Sweep: {esc(sweep['flow'])} {esc(sweep['param'])}</h2>"
-            f"<table><tr><th>{esc(sweep['param'])}</th><th>accuracy</th><th>LLM calls</th><th>mean latency</th></tr>{point_rows}</table>"
-            "<h3>Router metrics</h3><table><tr><th>router</th><th>APGR</th><th>AIQ</th><th>CPT(50%)</th>"
-            f"<th>CPT(80%)</th><th>CPT(95%)</th></tr>{metric_rows}</table>"
-        )
+    verdicts = "".join(
+        f'<p class="{"met" if v["met"] else "unmet"}">{esc(v["text"])}</p>' for v in data.get("verdicts") or []
+    )
+    if data.get("goal"):
+        verdicts = f"<h2>Goal: {esc(data['goal']['text'])}</h2>{verdicts}"
     figures = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{esc(name)}</figcaption></figure>'
         for name, path in images.items()
     )
-    header = "".join(f"<th>{esc(f['label'])}</th>" for f in flows)
-    item_rows = []
-    for entry in data["items"][:500]:
-        cells = []
-        for f in flows:
-            rec = entry["flows"].get(f["label"]) or {}
-            mark = "ok" if rec.get("score", 0) >= 0.5 else "bad"
-            who = rec.get("answered_by") or "-"
-            cells.append(
-                f'<td class="{mark}" title="{esc(str(rec.get("answer", ""))[:2000])}">'
-                f"{rec.get('score', 0):.2f} <small>{esc(who)} {rec.get('latency', 0):.1f}s</small></td>"
-            )
-        item_rows.append(
-            f"<tr><td title=\"{esc(entry['question'][:2000])}\">{esc(entry['id'])}</td>"
-            f"<td>{esc(str(entry['gold'])[-40:])}</td>{''.join(cells)}</tr>"
-        )
     meta = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in (data.get("meta") or {}).items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tandem eval: {esc(data.get('dataset') or '')}</title>
@@ -280,17 +503,21 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 td.ok {{ background: #e6f4ea; }} td.bad {{ background: #fce8e6; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 640px; }}
+p.met {{ color: #137333; font-weight: bold; }} p.unmet {{ color: #a50e0e; font-weight: bold; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 820px; }}
 </style></head><body>
 <h1>tandem eval: {esc(data.get('dataset') or '')}</h1>
-<p>scorer <b>{esc(str(data.get('scorer')))}</b>, {len(data['items'])} items, created {esc(str(data.get('created')))}</p>
+<p>scorer <b>{esc(str(data.get('scorer')))}</b>, {len(data['items'])} items, created {esc(str(data.get('created')))};
+[a, b] are 95% bootstrap intervals over items.</p>
 <ul>{meta}</ul>
+{verdicts}
 <h2>Flows side by side</h2>
-<table><tr><th>flow</th><th>accuracy</th><th>LLM calls</th><th>mean latency</th><th>p95 latency</th><th>cost</th><th>errors</th><th>models</th></tr>{rows}</table>
-{sweeps}
+{rows}
+{spread_html}
+{_html_sweeps(data)}
 <h2>Figures</h2>{figures}
 <h2>Items</h2>
-<table><tr><th>id</th><th>gold</th>{header}</tr>{''.join(item_rows)}</table>
+{_html_items(data, flows)}
 </body></html>
 """
 
@@ -302,6 +529,7 @@ def write_report(
     sweeps: Sequence[Mapping[str, Any]] = (),
     meta: Mapping[str, Any] | None = None,
     plots: bool = True,
+    goal: Any = None,
 ) -> dict[str, Path]:
     """Write ``results.json``, the PNG plots and ``report.html`` into ``out``.
 
@@ -309,13 +537,14 @@ def write_report(
         run: an :class:`EvalRun` or an already built results document.
         out: output folder (created).
         sweeps: sweep results from :func:`~tandemlm.evaluation.sweep.run_sweeps`.
-        meta: free-form facts to record (machine, date, models).
+        meta: facts to record (command, dataset, limit, scorer, threads, machine).
         plots: also write the PNGs (and embed them in the HTML).
+        goal: a :class:`~tandemlm.evaluation.goal.Goal` for verdict lines.
 
     Returns:
         ``{"results": ..., "html": ..., "cost_quality": ..., "latency": ..., "model_share": ...}``.
     """
-    data = results_data(run, sweeps=sweeps, meta=meta) if isinstance(run, EvalRun) else dict(run)
+    data = results_data(run, sweeps=sweeps, meta=meta, goal=goal) if isinstance(run, EvalRun) else dict(run)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": folder / "results.json"}

@@ -9,7 +9,13 @@ Item records (one per flow and item) hold: ``run_id`` (the run's id, as on its t
 ``answer``, ``score``, ``path``, ``models``
 (names of the models that ran), ``tokens`` (``{model: {"input", "output"}}``),
 ``llm_called``, ``llm_calls``, ``large_models``, ``latency`` (seconds), ``cost``, ``errors``,
-``answered_by``, ``route_scores`` (``{route: score}``), ``replayed_calls`` and ``cached``.
+``answered_by``, ``route_scores`` (``{route: score}``), ``truncated`` (models whose reply
+stopped at its token limit), ``replayed_calls`` and ``cached``; scoring adds ``score``,
+``extracted`` and ``gold_extracted`` (what the scorer read from the answer and the gold).
+
+Scores are never cached with the record: each run scores the cached answers with its own
+scorer (verdicts of model-based scorers such as ``judge`` are cached by scorer, question,
+gold and answer), so switching ``--scorer`` or fixing a gold answer takes effect at once.
 
 ``llm_called`` is the run result's (one definition for runs, eval, traces and distill, see
 :func:`tandemlm.core.ledger.llm_called`): some node called a model whose role is not ``slm``
@@ -38,12 +44,13 @@ from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.cache import EvalCache, ReplayChatModel, call_ledger
 from tandemlm.evaluation.datasets import EvalItem
+from tandemlm.evaluation.progress import EvalProgress
 from tandemlm.evaluation.scorers import Scorer, get_scorer
 from tandemlm.flows.spec import FlowSpec
 
-__all__ = ["EvalFlow", "EvalRun", "large_models", "run_eval", "summarize_records"]
+__all__ = ["EvalFlow", "EvalRun", "large_models", "run_eval", "score_record", "summarize_records"]
 
-RECORD_VERSION = 2  # 2: llm_called from the run ledger (one definition of escalation)
+RECORD_VERSION = 3  # 2: llm_called from the run ledger; 3: unscored records, truncation
 
 
 @dataclass
@@ -130,10 +137,14 @@ def _record(result: Any, calls: list[dict[str, Any]], wall: float) -> dict[str, 
     replayed = [c for c in calls if c["replayed"]]
     large = list(result.large_models)
     route_scores = {}
+    truncated: list[str] = []
     for step in result.steps:  # scored decisions (routers), by deciding node
         decision = step.get("decision") or {}
         if isinstance(decision.get("score"), (int, float)):
             route_scores[step.get("node", "?")] = decision["score"]
+        for meta in (step.get("meta") or {}).values():  # replies cut off at max_tokens
+            if isinstance(meta, dict) and meta.get("finish_reason") == "length":
+                truncated.append(str(meta.get("model") or step.get("model") or "?"))
     return {
         "run_id": result.run_id,
         "answer": result.answer,
@@ -150,6 +161,7 @@ def _record(result: Any, calls: list[dict[str, Any]], wall: float) -> dict[str, 
         "errors": list(result.errors or []),
         "degraded": bool(result.degraded),
         "route_scores": route_scores,
+        "truncated": truncated,
         "replayed_calls": len(replayed),
     }
 
@@ -171,8 +183,37 @@ def _error_record(exc: BaseException, wall: float) -> dict[str, Any]:
         "errors": [{"error": f"{type(exc).__name__}: {exc}"}],
         "degraded": False,
         "route_scores": {},
+        "truncated": [],
         "replayed_calls": 0,
     }
+
+
+def _score_key(scorer: Any, item: EvalItem, answer: str) -> str:
+    payload = json.dumps([getattr(scorer, "identity", scorer.name), item.question, item.gold, answer])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+async def score_record(scorer: Any, item: EvalItem, record: Mapping[str, Any], cache: EvalCache) -> dict[str, Any]:
+    """``record`` with ``score``, ``extracted`` and ``gold_extracted`` from ``scorer``.
+
+    Scorers marked ``cached`` (model-based: ``judge``) keep their verdicts in ``cache``.
+    """
+    answer = str(record.get("answer") or "")
+    scored: dict[str, Any] | None = None
+    key = _score_key(scorer, item, answer) if getattr(scorer, "cached", False) else None
+    if key is not None:
+        scored = cache.get_score(key)
+    if scored is None:
+        scored = await scorer.ascore(item.question, answer, item.gold)
+        if key is not None:
+            cache.put_score(key, scorer.name, {k: v for k, v in scored.items() if k != "usage"})
+    out = {**record, "score": float(scored["score"])}
+    if "judge" in scored:
+        out["judge"] = scored["judge"]
+    extracted = getattr(scorer, "extracted", None)
+    if extracted is not None:
+        out["extracted"], out["gold_extracted"] = extracted(answer, item.gold)
+    return out
 
 
 @dataclass
@@ -206,14 +247,39 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def summarize_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy (mean score), LLM-call share, latency, cost, tokens and model share."""
+def _score_spread(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per route: how many items it scored and the spread of its scores."""
+    by_route: dict[str, list[float]] = {}
+    for record in records:
+        for route, score in (record.get("route_scores") or {}).items():
+            by_route.setdefault(route, []).append(float(score))
+    out = {}
+    for route, values in by_route.items():
+        ordered = sorted(values)
+        out[route] = {
+            "n": len(values),
+            "min": ordered[0],
+            "p25": _percentile(ordered, 0.25),
+            "median": _percentile(ordered, 0.5),
+            "p75": _percentile(ordered, 0.75),
+            "max": ordered[-1],
+            "distinct": len(set(values)),
+        }
+    return out
+
+
+def summarize_records(records: Sequence[Mapping[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """Accuracy and LLM-call share (with 95% bootstrap intervals over items), latency, cost,
+    tokens, model share, truncated answers and the spread of router scores."""
+    from tandemlm.evaluation.intervals import mean_ci
+
     n = len(records)
     if n == 0:
         return {"n": 0}
     latencies = [float(r.get("latency", 0.0)) for r in records]
     answered: dict[str, int] = {}
     tokens: dict[str, dict[str, float]] = {}
+    truncated: dict[str, int] = {}
     for record in records:
         who = record.get("answered_by") or "none"
         answered[who] = answered.get(who, 0) + 1
@@ -221,10 +287,16 @@ def summarize_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             mine = tokens.setdefault(name, {"input": 0.0, "output": 0.0})
             mine["input"] += t.get("input", 0) / n
             mine["output"] += t.get("output", 0) / n
+        for name in set(record.get("truncated") or []):
+            truncated[name] = truncated.get(name, 0) + 1
+    scores = [float(r.get("score", 0.0)) for r in records]
+    calls = [1.0 if r.get("llm_called") else 0.0 for r in records]
     return {
         "n": n,
-        "accuracy": sum(float(r.get("score", 0.0)) for r in records) / n,
-        "llm_share": sum(1 for r in records if r.get("llm_called")) / n,
+        "accuracy": sum(scores) / n,
+        "accuracy_ci": mean_ci(scores, seed=seed),
+        "llm_share": sum(calls) / n,
+        "llm_share_ci": mean_ci(calls, seed=seed),
         "latency_mean": statistics.fmean(latencies),
         "latency_p50": _percentile(latencies, 0.5),
         "latency_p95": _percentile(latencies, 0.95),
@@ -233,25 +305,25 @@ def summarize_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "tokens_mean": {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in tokens.items()},
         "answered_by": {k: v / n for k, v in sorted(answered.items())},
         "errors": sum(1 for r in records if r.get("errors") and not r.get("answer")),
+        "truncated": sum(1 for r in records if r.get("truncated")),
+        "truncated_by_model": dict(sorted(truncated.items())),
+        "route_scores": _score_spread(records),
     }
-
-
-ProgressFn = Callable[[str, int], None]
 
 
 async def _run_one(
     prepared: _Prepared,
     item: EvalItem,
-    scorer: Any,
     cache: EvalCache,
     semaphore: asyncio.Semaphore,
-    on_done: Callable[[str, bool], None],
+    on_done: Callable[[str, bool, float], None],
 ) -> tuple[str, dict[str, Any]]:
+    """The unscored record of one item: from the cache, else by running the flow."""
     flow = prepared.flow
     item_key = item.key()
     found = cache.get_result(prepared.key, item_key)
     if found is not None:
-        on_done(flow.label, False)
+        on_done(flow.label, False, 0.0)
         return item.id, {**found, "cached": True}
     async with semaphore:
         calls: list[dict[str, Any]] = []
@@ -265,12 +337,8 @@ async def _run_one(
             record, status = _error_record(exc, time.perf_counter() - start), "error"
         finally:
             call_ledger.reset(token)
-        scored = await scorer.ascore(item.question, record["answer"], item.gold)
-        record["score"] = float(scored["score"])
-        if "judge" in scored:
-            record["judge"] = scored["judge"]
         cache.put_result(prepared.key, item_key, record, status=status)
-    on_done(flow.label, True)
+    on_done(flow.label, True, float(record["wall"]))
     return item.id, {**record, "cached": False}
 
 
@@ -282,34 +350,40 @@ def run_eval(
     cache: EvalCache | str | Path = ".tandem/eval/cache.db",
     concurrency: int = 1,
     replay: bool = True,
-    progress: bool = False,
+    progress: bool | EvalProgress = False,
     dataset: str = "",
     backend: str = "local",
     address: str | None = None,
+    title: str = "eval",
 ) -> EvalRun:
     """Run every flow on every item (resuming from ``cache``) and score the answers.
 
     Args:
         flows: the flows to evaluate (labels must be unique).
         items: the dataset items.
-        scorer: a scorer name or object with ``ascore(question, answer, gold)``.
+        scorer: a scorer name or object with ``ascore(question, answer, gold)``; cached
+            answers are scored again by it (scores are not cached with the answers).
         cache: an :class:`EvalCache` or the path of its SQLite file.
         concurrency: items run at the same time (per process; local models serialise anyway).
         replay: answer identical deterministic model calls from the cache (see
             :mod:`tandemlm.evaluation.cache`); fakes passed in ``flow.models`` never replay.
-        progress: show a rich progress bar on stderr.
+        progress: show progress on stderr (a bar in a terminal, periodic lines elsewhere;
+            see :class:`~tandemlm.evaluation.progress.EvalProgress`), or an ``EvalProgress``.
         dataset: the dataset's name, for reports.
         backend: ``local`` or ``ray`` (items on Ray workers, see
             :mod:`tandemlm.evaluation.ray_backend`; ``concurrency`` is then unused).
         address: Ray cluster address for ``backend="ray"`` (default: a local instance).
+        title: what the progress line calls this run.
 
     Raises:
         TandemError: duplicate labels, an invalid spec, an unknown scorer.
+        KeyboardInterrupt: the results finished so far are in the cache; the same call resumes.
     """
     return asyncio.run(
         arun_eval(
             flows, items, scorer=scorer, cache=cache, concurrency=concurrency,
             replay=replay, progress=progress, dataset=dataset, backend=backend, address=address,
+            title=title,
         )
     )
 
@@ -322,10 +396,11 @@ async def arun_eval(
     cache: EvalCache | str | Path = ".tandem/eval/cache.db",
     concurrency: int = 1,
     replay: bool = True,
-    progress: bool = False,
+    progress: bool | EvalProgress = False,
     dataset: str = "",
     backend: str = "local",
     address: str | None = None,
+    title: str = "eval",
 ) -> EvalRun:
     """Async :func:`run_eval`."""
     labels = [f.label for f in flows]
@@ -343,12 +418,15 @@ async def arun_eval(
     try:
         prepared = [_prepare(f, store, replay) for f in flows]
         semaphore = asyncio.Semaphore(concurrency)
-        bar = _Progress(labels, len(items)) if progress else None
+        if isinstance(progress, EvalProgress):
+            bar: EvalProgress | None = progress
+        else:
+            bar = EvalProgress(len(items) * len(flows), title=title, concurrency=concurrency) if progress else None
 
-        def on_done(label: str, executed: bool) -> None:
+        def on_done(label: str, executed: bool, seconds: float = 0.0) -> None:
             counts["executed" if executed else "reused"] += 1
             if bar:
-                bar.advance(label)
+                bar.advance(label, executed, seconds)
 
         records: dict[str, dict[str, dict[str, Any]]] = {}
         ray_pool = None
@@ -359,16 +437,18 @@ async def arun_eval(
                 ray_pool = RayEvalPool(prepared, address=address)
             for prep in prepared:  # one flow at a time: models stay loaded, cache fills in order
                 if ray_pool is not None:
-                    records[prep.flow.label] = await ray_pool.run(prep, items, scorer_obj, store, on_done)
-                    continue
-                tasks = [_run_one(prep, item, scorer_obj, store, semaphore, on_done) for item in items]
-                done = await asyncio.gather(*tasks)
-                records[prep.flow.label] = dict(done)
+                    raw = await ray_pool.run(prep, items, scorer_obj, store, on_done)
+                else:
+                    tasks = [_run_one(prep, item, store, semaphore, on_done) for item in items]
+                    raw = dict(await asyncio.gather(*tasks))
+                records[prep.flow.label] = {
+                    item.id: await score_record(scorer_obj, item, raw[item.id], store) for item in items
+                }
         finally:
             if ray_pool is not None:
                 ray_pool.close()
-            if bar:
-                bar.stop()
+            if bar and not isinstance(progress, EvalProgress):
+                bar.close()
         return EvalRun(
             items=list(items),
             flows=list(flows),
@@ -382,34 +462,3 @@ async def arun_eval(
     finally:
         if owned:
             store.close()
-
-
-class _Progress:
-    """A rich progress bar on stderr with one task per flow."""
-
-    def __init__(self, labels: Sequence[str], total: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._tasks = {label: self._progress.add_task(label, total=total) for label in labels}
-        self._progress.start()
-
-    def advance(self, label: str) -> None:
-        self._progress.advance(self._tasks[label])
-
-    def stop(self) -> None:
-        self._progress.stop()

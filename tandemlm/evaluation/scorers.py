@@ -36,9 +36,12 @@ __all__ = [
     "extract_number",
     "get_scorer",
     "gold_number",
+    "guess_scorer",
 ]
 
-_NUMBER = r"-?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?"
+# a minus is a sign only when it touches the digits and does not follow an operand
+# ("Total: 20 - 5" ends with 5, not -5; "20-5" too; "Answer: -3" is -3)
+_NUMBER = r"(?:(?<![\w)\]])-(?=\$?\d))?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
 _ANSWER_RE = re.compile(
     r"(?:answer\s*(?:is)?\s*[:=]?|####|\\boxed\{)\s*\**\s*(" + _NUMBER + r")", re.IGNORECASE
@@ -144,14 +147,40 @@ def f1(answer: str, gold: str) -> float:
 
 @dataclass
 class Scorer:
-    """A named scoring function ``(answer, gold) -> [0, 1]``."""
+    """A named scoring function ``(answer, gold) -> [0, 1]``.
+
+    ``extract`` (optional) gives what the scorer read from a text (the number, the letter),
+    shown beside the answer and the gold in reports so every verdict can be audited.
+    """
 
     name: str
     fn: Callable[[str, str], float]
+    extract: Callable[[str], Any] | None = None
+    cached = False  # cheap and deterministic: scored again on every read
 
     async def ascore(self, question: str, answer: str, gold: str) -> dict[str, Any]:
         """``{"score": float}`` (plus ``usage`` for model-based scorers)."""
         return {"score": float(self.fn(answer or "", gold or ""))}
+
+    def extracted(self, answer: str, gold: str) -> tuple[str, str]:
+        """What the scorer read from the answer and from the gold (for reports)."""
+        if self.extract is None:
+            return _short(normalize(answer or "")), _short(normalize(gold or ""))
+        got = self.extract(answer or "")
+        want = gold_number(gold or "") if self.name == "numeric" else self.extract(gold or "")
+        return _shown(got), _shown(want)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else "..." + text[-(limit - 3):]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return _short(str(value))
 
 
 SCORERS: dict[str, Callable[[str, str], float]] = {
@@ -179,6 +208,7 @@ class JudgeScorer:
     """
 
     name = "judge"
+    cached = True  # a model call: verdicts are kept in the eval cache (see EvalCache.get_score)
 
     def __init__(self, model: Any = None, spec: Any = None) -> None:
         from tandemlm.core.context import TandemContext
@@ -188,6 +218,12 @@ class JudgeScorer:
         spec = spec or ModelSpec(role="llm", params=GenerationParams(max_tokens=8))
         overrides = {"judge": model} if model is not None else None
         self._context = TandemContext(flow="judge", models=ModelPool({"judge": spec}, overrides))
+        described = f"override:{type(model).__name__}" if model is not None else spec.model_dump_json()
+        self.identity = f"judge|{described}"
+
+    def extracted(self, answer: str, gold: str) -> tuple[str, str]:
+        """The judge reads the whole answer (its verdict is kept as ``judge``)."""
+        return _short(normalize(answer or "")), _short(normalize(gold or ""))
 
     async def ascore(self, question: str, answer: str, gold: str) -> dict[str, Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
@@ -215,4 +251,28 @@ def get_scorer(name: str, *, judge_model: Any = None) -> Scorer | JudgeScorer:
     if name not in SCORERS:
         known = ", ".join([*SCORERS, "judge"])
         raise TandemError(f"unknown scorer {name!r} (known: {known})")
-    return Scorer(name, SCORERS[name])
+    extract = {"numeric": extract_number, "choice": extract_choice}.get(name)
+    return Scorer(name, SCORERS[name], extract)
+
+
+_PLAIN_NUMBER = re.compile(r"^\s*" + _NUMBER + r"\s*%?\s*$")
+_GSM8K_GOLD = re.compile(r"####\s*" + _NUMBER + r"\s*$")
+_CHOICE_GOLD = re.compile(r"^\s*\(?[A-D]\)?\s*$")
+
+
+def guess_scorer(items: Any) -> str:
+    """The scorer a dataset's golds call for: ``numeric`` for GSM8K-style golds (``#### N``)
+    or plain numbers, ``choice`` for lone letters A-D, else ``exact``.
+
+    Args:
+        items: :class:`~tandemlm.evaluation.datasets.EvalItem` objects (their ``gold``).
+    """
+    golds = [str(getattr(item, "gold", item)).strip() for item in items]
+    golds = [g for g in golds if g]
+    if not golds:
+        return "exact"
+    if all(_GSM8K_GOLD.search(g) or _PLAIN_NUMBER.match(g) for g in golds):
+        return "numeric"
+    if all(_CHOICE_GOLD.match(g) for g in golds):
+        return "choice"
+    return "exact"
