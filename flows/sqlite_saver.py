@@ -17,6 +17,7 @@ belong to the loop that opened them) and keeps it open:
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import weakref
 from collections.abc import AsyncIterator
@@ -40,7 +41,14 @@ async def _hold(path: str, loop: asyncio.AbstractEventLoop) -> AsyncIterator[Any
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    conn = aiosqlite.connect(path, timeout=_BUSY_TIMEOUT_S)
+    from tandemlm._sqlite import connect
+
+    # the project's one SQLite opener (WAL switched on with retries, busy timeout,
+    # synchronous=NORMAL); LangGraph's saver commits itself, so implicit transactions stay on
+    conn = aiosqlite.Connection(
+        functools.partial(connect, path, _BUSY_TIMEOUT_S, autocommit=False, check_same_thread=True),
+        iter_chunk_size=64,
+    )
     # aiosqlite >= 0.20 keeps its worker in ``_thread`` (earlier: the connection is the
     # thread); a daemon worker cannot block interpreter exit if the loop dies unclosed.
     worker = getattr(conn, "_thread", conn)
@@ -48,8 +56,6 @@ async def _hold(path: str, loop: asyncio.AbstractEventLoop) -> AsyncIterator[Any
         worker.daemon = True
     try:
         async with conn:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
             saver = AsyncSqliteSaver(conn)
             await saver.setup()
             yield saver

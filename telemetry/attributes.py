@@ -61,6 +61,7 @@ HOP_REDACTIONS = "tandem.hop.redactions"
 
 # the run (set on the `invoke_workflow <flow>` span)
 RUN_ID = "tandem.run_id"
+REQUEST_ID = "tandem.request_id"  # X-Request-ID of the service request that started the run
 FLOW_GRAPH = "tandem.flow.graph"  # JSON {"nodes": [{id, type}], "edges": [{from, to, label}]}
 RUN_PATH = "tandem.run.path"
 RUN_STATUS = "tandem.run.status"  # "ok" | "error"
@@ -76,6 +77,8 @@ RUN_ANSWERED_BY = "tandem.run.answered_by"
 RUN_DEGRADED = "tandem.run.degraded"
 RUN_ERROR_NODE = "tandem.run.error_node"  # the node that failed the run
 RUN_USAGE = "tandem.run.usage"  # JSON of per-model calls/tokens/cost/seconds
+RUN_INPUT = "tandem.run.input"  # the question (content capture only, redacted)
+RUN_OUTPUT = "tandem.run.output"  # the answer (content capture only, redacted)
 ERROR_EVENT = "tandem.error"  # event per error a node recovered from
 ERROR_NODE = "tandem.error.node"
 ERROR_MESSAGE = "tandem.error.message"
@@ -85,6 +88,9 @@ RETRIEVAL_STORE = "tandem.retrieval.store"
 RETRIEVAL_TOP_K = "tandem.retrieval.top_k"
 RETRIEVAL_RESULTS = "tandem.retrieval.results"
 RETRIEVAL_QUERY_CHARS = "tandem.retrieval.query_chars"
+RETRIEVAL_DOCUMENT_IDS = "tandem.retrieval.document_ids"  # ids of the hits, best first
+RETRIEVAL_SCORES = "tandem.retrieval.scores"  # their similarity scores, same order
+RETRIEVAL_DOCUMENTS = "tandem.retrieval.documents"  # content capture only: JSON [{id, score, text}]
 
 # token-level collaboration (on the `chat` span of each model of a speculate/token_route node)
 TOKENS_ROLE = "tandem.tokens.role"  # "draft" | "target" (speculate), "writer" | "takeover" (token_route)

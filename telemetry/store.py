@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from tandemlm._sqlite import connect, transaction
 from tandemlm.telemetry import attributes as A
 
 log = logging.getLogger("tandemlm.telemetry")
@@ -38,11 +39,20 @@ CREATE TABLE IF NOT EXISTS runs (
     trace_id TEXT PRIMARY KEY, run_id TEXT, flow TEXT, name TEXT, service TEXT,
     start_ns INTEGER, end_ns INTEGER, status TEXT, models TEXT, model_calls INTEGER,
     llm_calls INTEGER, input_tokens INTEGER, output_tokens INTEGER, cost REAL,
-    answered_by TEXT, error_node TEXT, llm_called INTEGER
+    answered_by TEXT, error_node TEXT, llm_called INTEGER, request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_start ON runs (start_ns DESC);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
 """
+_REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS runs_request ON runs (request_id)"
+# columns added after the first release: (name, type, how to fill them in an older store)
+_ADDED_COLUMNS = (
+    ("llm_called", "INTEGER",
+     "UPDATE runs SET llm_called = llm_calls > 0 WHERE llm_called IS NULL AND llm_calls IS NOT NULL"),
+    ("request_id", "TEXT",
+     ("UPDATE runs SET request_id = (SELECT json_extract(s.attributes, '$.\"tandem.request_id\"') "
+     "FROM spans s WHERE s.trace_id = runs.trace_id AND s.parent_id IS NULL) WHERE request_id IS NULL")),
+)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
@@ -109,13 +119,14 @@ def _run_row(row: SpanRow) -> tuple[Any, ...]:
         attrs.get(A.RUN_LLM_CALLS), input_tokens, output_tokens,
         attrs.get(A.RUN_COST, attrs.get(A.COST)), attrs.get(A.RUN_ANSWERED_BY),
         attrs.get(A.RUN_ERROR_NODE), None if llm_called is None else int(llm_called),
+        attrs.get(A.REQUEST_ID),
     )
 
 
 _RUN_COLUMNS = (
     "trace_id", "run_id", "flow", "name", "service", "start_ns", "end_ns", "status", "models",
     "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
-    "error_node", "llm_called",
+    "error_node", "llm_called", "request_id",
 )
 _INSERT_SPAN = f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})"
 _INSERT_RUN = (
@@ -136,24 +147,23 @@ class TraceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-            if "llm_called" not in columns:  # a store written by an older version
-                try:
-                    db.execute("ALTER TABLE runs ADD COLUMN llm_called INTEGER")
-                except sqlite3.OperationalError as exc:  # another process added it first
-                    if "duplicate column" not in str(exc):
-                        raise
-                db.execute("UPDATE runs SET llm_called = llm_calls > 0 "
-                           "WHERE llm_called IS NULL AND llm_calls IS NOT NULL")
+        db = self._connect()
+        try:
+            with transaction(db):  # one process creates or upgrades the schema at a time
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+                for name, kind, fill in _ADDED_COLUMNS:
+                    if name not in columns:  # a store written by an older version
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                        db.execute(fill)
+                db.execute(_REQUEST_INDEX)
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
+        return connect(self.path, rows=True)
 
     def close(self) -> None:
         """Close the connection kept for writes (reads open their own)."""
@@ -186,7 +196,7 @@ class TraceStore:
         with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
-            with self._writer:
+            with transaction(self._writer):
                 self._writer.executemany(_INSERT_SPAN, span_rows)
                 self._writer.executemany(_INSERT_RUN, roots)
         return len(span_rows)
@@ -206,7 +216,7 @@ class TraceStore:
         roots = [_run_row(r) for r in rows if not r.get("parent_id")]
         db = self._connect()
         try:
-            with db:
+            with transaction(db):
                 db.executemany(_INSERT_SPAN, spans)
                 db.executemany(_INSERT_RUN, roots)
         finally:
@@ -215,17 +225,15 @@ class TraceStore:
 
     def list_runs(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 100,
-        offset: int = 0,
+        offset: int = 0, request_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs, newest first, optionally filtered by flow and status."""
+        """Runs, newest first, optionally filtered by flow, status and request id."""
         where: list[str] = []
         args: list[Any] = []
-        if flow:
-            where.append("flow = ?")
-            args.append(flow)
-        if status:
-            where.append("status = ?")
-            args.append(status)
+        for column, value in (("flow", flow), ("status", status), ("request_id", request_id)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
         sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
         sql += " ORDER BY start_ns DESC LIMIT ? OFFSET ?"
         args += [max(1, min(int(limit), 10_000)), max(0, int(offset))]
@@ -244,20 +252,38 @@ class TraceStore:
             db.close()
 
     def find_run(self, ref: str) -> dict[str, Any] | None:
-        """The run whose trace id or run id equals or starts with ``ref`` (newest first)."""
-        ref = ref.strip().lower()
-        if not ref or not all(c in "0123456789abcdef" for c in ref):
+        """The run a reference names, newest first: a trace id or run id (or a unique-enough
+        prefix of one), else a request id (``X-Request-ID`` of a service request)."""
+        given = ref.strip()
+        ref = given.lower()
+        if not ref:
             return None
         db = self._connect()
         try:
-            row = db.execute(
-                "SELECT * FROM runs WHERE trace_id LIKE ? OR run_id LIKE ? "
-                "ORDER BY (trace_id = ? OR run_id = ?) DESC, start_ns DESC LIMIT 1",
-                (ref + "%", ref + "%", ref, ref),
-            ).fetchone()
-            return self._run_dict(row) if row else None
+            row = None
+            if all(c in "0123456789abcdef" for c in ref):
+                row = db.execute(
+                    "SELECT * FROM runs WHERE trace_id LIKE ? OR run_id LIKE ? "
+                    "ORDER BY (trace_id = ? OR run_id = ?) DESC, start_ns DESC LIMIT 1",
+                    (ref + "%", ref + "%", ref, ref),
+                ).fetchone()
+                if row is not None and ref not in (row["trace_id"], row["run_id"]):
+                    exact = self._by_request_id(db, given)  # an exact request id beats a prefix
+                    row = exact or row
+            return self._run_dict(row) if row else self._run_dict_or_none(self._by_request_id(db, given))
         finally:
             db.close()
+
+    @staticmethod
+    def _by_request_id(db: sqlite3.Connection, request_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM runs WHERE request_id = ? ORDER BY start_ns DESC LIMIT 1", (request_id,)
+        ).fetchone()
+        return row
+
+    @classmethod
+    def _run_dict_or_none(cls, row: sqlite3.Row | None) -> dict[str, Any] | None:
+        return cls._run_dict(row) if row is not None else None
 
     def spans(self, trace_id: str) -> list[SpanRow]:
         """All spans of a trace, in start order."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict
+
+from tandemlm._sqlite import connect, retry_locked
 
 __all__ = ["EvalCache", "ReplayChatModel", "call_ledger"]
 
@@ -74,13 +75,11 @@ class EvalCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        # WAL, busy timeout and retried WAL switch (tandemlm._sqlite); autocommit statements
+        self._conn = connect(self.path, timeout=30)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._conn.commit()
+            retry_locked(lambda: self._conn.executescript(_SCHEMA))
 
     def close(self) -> None:
         with self._lock:

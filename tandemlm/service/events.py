@@ -22,8 +22,8 @@ from tandemlm.flows.stream import (
     StreamEvent,
     Token,
 )
+from tandemlm.telemetry.attributes import REQUEST_ID
 
-REQUEST_ID = "tandem.request_id"
 request_id_var: ContextVar[str | None] = ContextVar("tandem_request_id", default=None)
 
 
