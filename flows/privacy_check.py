@@ -13,14 +13,16 @@ with the node path it takes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from tandemlm.core.node import Node
 from tandemlm.errors import SpecError
 from tandemlm.flows.spec import END, FlowSpec
-from tandemlm.core.node import Node
 
 RAW_FIELDS = frozenset({"input", "messages", "variables"})
 
 
-def _ancestors(successors: dict[str, set[str]]) -> dict[str, set[str]]:
+def ancestors(successors: Mapping[str, set[str]]) -> dict[str, set[str]]:
     """For each node, the nodes that can run before it (itself included when in a loop)."""
     preds: dict[str, set[str]] = {}
     for source, targets in successors.items():
@@ -45,7 +47,7 @@ class _Tracer:
                  items: dict[str, str] | None = None) -> None:
         self.nodes = nodes
         self.items = dict(items or {})  # map-edge item -> the list it is taken from
-        self.before = _ancestors(successors)
+        self.before = ancestors(successors)
         self.producers: dict[str, list[str]] = {}
         for name, node in nodes.items():
             for field in node.writes():

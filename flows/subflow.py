@@ -59,7 +59,8 @@ from tandemlm.core.node import Node, NodeCall, NodeResult, Port
 from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError
 from tandemlm.flows.compiler import FAILED_NODE, build_graph
 from tandemlm.flows.loader import load_flow
-from tandemlm.flows.spec import END, FlowSpec
+from tandemlm.flows.privacy_check import ancestors
+from tandemlm.flows.spec import FlowSpec
 from tandemlm.flows.validate import CheckedFlow
 from tandemlm.flows.validate import check as check_flow
 from tandemlm.models.pool import ModelPool
@@ -400,7 +401,7 @@ class _Origins:
 
     def __init__(self, checked: CheckedFlow) -> None:
         self.nodes = checked.nodes
-        self.before = _ancestors(checked.successors)
+        self.before = ancestors(checked.successors)
         self.producers: dict[str, list[str]] = {}
         for name, node in checked.nodes.items():
             for output in node.writes():
@@ -432,23 +433,3 @@ class _Origins:
                 for read in node.reads():
                     out |= self.origins(read, self.before.get(producer, set()), visiting | {key})
         return out
-
-
-def _ancestors(successors: Mapping[str, set[str]]) -> dict[str, set[str]]:
-    """For each node, the nodes that can run before it."""
-    preds: dict[str, set[str]] = {}
-    for source, targets in successors.items():
-        for target in targets:
-            if target != END:
-                preds.setdefault(target, set()).add(source)
-    out: dict[str, set[str]] = {}
-    for node in successors:
-        seen: set[str] = set()
-        frontier = list(preds.get(node, ()))
-        while frontier:
-            current = frontier.pop()
-            if current not in seen:
-                seen.add(current)
-                frontier.extend(preds.get(current, ()))
-        out[node] = seen
-    return out
