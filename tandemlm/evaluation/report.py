@@ -150,7 +150,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _with_ci(value: Any, ci: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else "")
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
 def _share(value: Any, ci: Any = None) -> str:
@@ -164,25 +164,33 @@ def _shown_flows(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _metric_rows(sweep: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """(router, APGR, AIQ, CPT50, CPT80, CPT95) strings, intervals and random sd included."""
+    """(router, APGR, AIQ, CPT50, CPT80, CPT95) strings: intervals, random's mean ± sd."""
     rows = []
     for name, m in (sweep.get("metrics") or {}).items():
         cpt, cis = m.get("cpt") or {}, m.get("cpt_ci") or {}
         if name == "random" and m.get("apgr_sd") is not None:
             sds = m.get("cpt_sd") or {}
-            apgr = f"{m['apgr']:.3f} ± {m['apgr_sd']:.3f}"
-            cpts = [
-                "-" if cpt.get(k) is None else f"{cpt[k]:.2f} ± {sds.get(k) or 0:.2f}" for k in ("50%", "80%", "95%")
-            ]
-            label = f"random (mean ± sd, {m.get('seeds')} seeds)"
+            apgr = f"{m['apgr']:.2f} ± {m['apgr_sd']:.2f}"
+            cpts = ["-" if cpt.get(k) is None else f"{cpt[k]:.2f} ± {sds.get(k) or 0:.2f}" for k in ("50%", "80%", "95%")]
         else:
-            apgr = _with_ci(m.get("apgr"), m.get("apgr_ci"))
+            apgr = _with_ci(m.get("apgr"), m.get("apgr_ci"), 2)
             cpts = [_with_ci(cpt.get(k), cis.get(k), 2) for k in ("50%", "80%", "95%")]
-            label = name
-            if m.get("beats_random") is not None:
-                label += f" (beats {m['beats_random']:.0%} of random)"
-        rows.append((label, apgr, _fmt(m.get("aiq")), *cpts))
+        rows.append((name, apgr, _fmt(m.get("aiq"), 2), *cpts))
     return rows
+
+
+def _metric_notes(sweep: Mapping[str, Any]) -> list[str]:
+    metrics = sweep.get("metrics") or {}
+    notes = ["[a, b]: 95% bootstrap interval over items"]
+    random = metrics.get("random") or {}
+    if random.get("apgr_sd") is not None:
+        band = random.get("apgr_band") or [None, None]
+        notes.append(f"random: mean ± sd over {random.get('seeds')} seeds (95% of random routers: APGR "
+                     f"{_fmt(band[0], 2)} to {_fmt(band[1], 2)})")
+    router = metrics.get("router") or {}
+    if router.get("beats_random") is not None:
+        notes.append(f"the router's APGR beats {router['beats_random']:.0%} of the random routers")
+    return notes
 
 
 def _spread_rows(data: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -243,6 +251,8 @@ def print_table(data: Mapping[str, Any], console: Any = None) -> None:
         for row in _metric_rows(sweep):
             metrics.add_row(*(escape(cell) for cell in row))
         console.print(metrics)
+        for note in _metric_notes(sweep):
+            console.print(escape(note), style="dim")
     for verdict in data.get("verdicts") or []:
         console.print(escape(verdict["text"]), style="bold green" if verdict["met"] else "bold red")
 
@@ -290,6 +300,9 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
 
     fig, ax = plt.subplots(figsize=(9.0, 5.2))
     flows = _shown_flows(data)
+    order = list(colours)
+    # flows with equal results would hide each other: shift each flow's points sideways a little
+    shift = {family: (i - (len(order) - 1) / 2) * 0.015 for i, family in enumerate(order)}
     tables: set[tuple[tuple[float, ...], tuple[float, ...]]] = set()
     drawn_random = drawn_oracle = False
     for flow in flows:  # random (expected) and oracle: once per distinct (weak, strong) table
@@ -317,8 +330,10 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
         if sweep.get("skipped") or not sweep.get("points"):
             continue
         colour = colours.get(sweep["flow"], "black")
+        dx = shift.get(sweep["flow"], 0.0)
+        lift = 10 * (order.index(sweep["flow"]) if sweep["flow"] in order else 0)  # labels of flows apart
         pts = sorted(sweep["points"], key=lambda p: (p["llm_share"], p["value"]))
-        ax.plot([p["llm_share"] for p in pts], [p["accuracy"] for p in pts], "-", color=colour,
+        ax.plot([p["llm_share"] + dx for p in pts], [p["accuracy"] for p in pts], "-", color=colour,
                 linewidth=1.2, marker=".", markersize=6, alpha=0.9, label=f"{sweep['flow']}: {sweep['param']} sweep")
         step = max(1, len(pts) // 10)
         seen: set[tuple[float, float]] = set()
@@ -327,17 +342,18 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
             if i % step or spot in seen:
                 continue
             seen.add(spot)
-            ax.annotate(f"{p['value']:g}", (p["llm_share"], p["accuracy"]), textcoords="offset points",
-                        xytext=(4, 6 if i % 2 else -11), fontsize=7, color=colour)
+            ax.annotate(f"{p['value']:g}", (p["llm_share"] + dx, p["accuracy"]), textcoords="offset points",
+                        xytext=(4, 6 + lift if i % 2 else -11 - lift), fontsize=7, color=colour)
     markers = {"slm": "v", "llm": "^"}
     for flow in flows:
         colour = colours[_family(flow)]
         s = flow["summary"]
+        x = s["llm_share"] + shift.get(_family(flow), 0.0)
         if flow["kind"] == "baseline":
-            _errorbar(ax, s["llm_share"], s, color=colour, marker=markers.get(flow["params"].get("side"), "s"),
+            _errorbar(ax, x, s, color=colour, marker=markers.get(flow["params"].get("side"), "s"),
                       markersize=8, markeredgecolor="black", alpha=0.8, zorder=3, label=flow["label"])
         else:
-            _errorbar(ax, s["llm_share"], s, color=colour, marker="o", markersize=10,
+            _errorbar(ax, x, s, color=colour, marker="o", markersize=10,
                       markeredgecolor="black", alpha=0.85, zorder=4, label=f"{flow['label']} (as configured)")
     handles, _ = ax.get_legend_handles_labels()
     if drawn_random:
@@ -346,7 +362,12 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
         handles.append(Line2D([], [], linestyle=":", color="grey", label="oracle router"))
     ax.set_xlabel("share of questions sent to the LLM")
     ax.set_ylabel("accuracy (bars: 95% interval)")
+    if len(order) > 1:
+        ax.text(0.0, -0.13, "points of different flows are shifted sideways by up to "
+                f"{max(shift.values()):.1%} so that none hides another", transform=ax.transAxes, fontsize=7,
+                color="grey")
     ax.set_xlim(-0.04, 1.04)
+    ax.set_ylim(-0.04, 1.1)  # room for threshold labels above 1.0
     ax.set_title(f"cost-quality, {data.get('dataset') or 'eval'} (n={len(data['items'])}; labels: thresholds)")
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -428,7 +449,7 @@ def _html_sweeps(data: Mapping[str, Any]) -> str:
             out += f"<p>Note: {esc(sweep['note'])}</p>"
         out += "<h3>Router metrics</h3>" + _html_table(
             ["router", "APGR", "AIQ", "CPT(50%)", "CPT(80%)", "CPT(95%)"], _metric_rows(sweep)
-        )
+        ) + "".join(f"<p><small>{esc(note)}</small></p>" for note in _metric_notes(sweep))
     return out
 
 

@@ -2,9 +2,10 @@
 
 Both are real langchain-core ``BaseChatModel`` s, so flows cannot tell them from a provider.
 A reply is a string or a dict ``{"content": str, "confidence": float, "error": str,
-"delay": float}``: ``confidence`` fills ``response_metadata["confidence"]`` as providers
-do; ``error`` raises :class:`ModelUnavailableError` (to test fallbacks); ``delay`` sleeps
-before answering.
+"delay": float, "finish_reason": str}``: ``confidence`` fills
+``response_metadata["confidence"]`` as providers do; ``error`` raises
+:class:`ModelUnavailableError` (to test fallbacks); ``delay`` sleeps before answering;
+``finish_reason`` (default ``stop``; ``length`` = cut off at the token limit).
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ class _FakeChatModel(BaseChatModel):
             raise ModelUnavailableError(str(spec["error"]))
         content = str(spec.get("content", ""))
         out_tokens = _count_tokens(content)
-        metadata: dict[str, Any] = {"model_name": self.model_name, "finish_reason": "stop"}
+        metadata: dict[str, Any] = {
+            "model_name": self.model_name,
+            "finish_reason": str(spec.get("finish_reason", "stop")),
+        }
         if spec.get("confidence") is not None:
             probs = [float(spec["confidence"])] * max(1, out_tokens)
             metadata[CONFIDENCE_KEY] = summarize(probs)
