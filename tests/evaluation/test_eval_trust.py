@@ -22,8 +22,14 @@ from tandemlm.evaluation.intervals import random_bound
 from tandemlm.evaluation.progress import EvalProgress
 from tandemlm.evaluation.report import results_data, write_report
 from tandemlm.evaluation.runner import EvalFlow, run_eval
-from tandemlm.evaluation.scorers import extract_number, get_scorer
-from tandemlm.evaluation.sweep import auto_thresholds, parse_sweep, plan_sweeps, router_metrics, run_sweeps
+from tandemlm.evaluation.scorers import extract_number
+from tandemlm.evaluation.sweep import (
+    auto_thresholds,
+    parse_sweep,
+    plan_sweeps,
+    router_metrics,
+    run_sweeps,
+)
 from tandemlm.flows import load_flow
 from tandemlm.models.fakes import KeyedChatModel, ScriptedChatModel
 

@@ -101,7 +101,7 @@ def test_help_keeps_brackets(
 def test_interrupt_says_how_to_resume(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import tandemlm.evaluation.runner as runner
+    from tandemlm.evaluation import runner
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
