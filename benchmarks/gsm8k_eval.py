@@ -1,11 +1,14 @@
 """GSM8K on the embedded Qwen pair: SLM-only, LLM-only, cascade (threshold sweep) and route.
 
-Usage (resumable: results and model calls are cached in SQLite; rerun to continue)::
+Usage (resumable: results and model calls are cached in SQLite, by default in
+``~/.cache/tandemlm/gsm8k_eval.db``, outside the checkout; rerun to continue)::
 
     python benchmarks/gsm8k_eval.py --limit 100            # everything, prints the figures
     python benchmarks/gsm8k_eval.py --limit 30 --phase models   # only the model runs
+    python benchmarks/gsm8k_eval.py --dataset my_math.jsonl --limit 50   # another dataset
 
-What runs: the first ``--limit`` problems of the bundled GSM8K sample, greedy decoding,
+What runs: the first ``--limit`` problems of ``--dataset`` (default: the bundled GSM8K
+sample; a file is scored by what its golds look like, ``numeric`` for ``#### N``), greedy decoding,
 prompt "solve step by step, briefly, end with 'Answer: N'", max_tokens 512 for both models,
 scorer ``numeric``. SLM-only and LLM-only are the baselines of the cascade (same prompt), so
 the cascade's draft and escalation calls are the same calls: every threshold of the sweep
@@ -107,14 +110,16 @@ def trained_route_spec(route: Any, router_file: Path, rate: float) -> Any:
     return load_flow(data)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (a function so tests can check its defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="gsm8k", help="bundled name or .jsonl/.csv file")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--threshold", type=float, default=0.1, help="the cascade's listed threshold")
     parser.add_argument("--sweep", default="threshold=0.0:0.3:31")
     parser.add_argument("--phase", choices=["models", "all"], default="all")
-    parser.add_argument("--cache", default=str(HERE / "results" / "gsm8k_cache.db"))
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "tandemlm" / "gsm8k_eval.db"))
     parser.add_argument("--out", default=str(HERE / "results" / "gsm8k"))
     parser.add_argument("--no-route", action="store_true")
     parser.add_argument("--route-rate", type=float, default=0.5,
@@ -122,14 +127,20 @@ def main() -> int:
     parser.add_argument("--only", help="with --phase models: run only this baseline (slm-only or llm-only)")
     parser.add_argument("--reverse", action="store_true", help="with --phase models: last item first (a second worker)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads per model (default: all cores)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
 
     from tandemlm.evaluation.baselines import baseline_flows
-    from tandemlm.evaluation.datasets import load_dataset
+    from tandemlm.evaluation.datasets import default_scorer, load_dataset
     from tandemlm.evaluation.runner import EvalFlow, run_eval
     from tandemlm.flows import load_flow
 
-    items = load_dataset("gsm8k", limit=args.limit)
+    items = load_dataset(args.dataset, limit=args.limit)
+    scorer = default_scorer(args.dataset, items) or "numeric"
+    dataset = Path(args.dataset).stem if Path(args.dataset).suffix else args.dataset
     if args.threads:  # the first load of a model file fixes its thread count
         from tandemlm.models.llamacpp import get_llama
 
@@ -141,7 +152,7 @@ def main() -> int:
         flows = [f for f in flows if not args.only or f.label == args.only]
         if args.reverse:  # two workers sharing the cache meet in the middle
             items = items[::-1]
-        run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
+        run = run_eval(flows, items, scorer=scorer, cache=args.cache, progress=True, dataset=dataset)
         for label, summary in run.summaries().items():
             print(f"{label}: n={summary['n']} accuracy={summary['accuracy']:.3f} "
                   f"latency_mean={summary['latency_mean']:.1f}s errors={summary['errors']}")
@@ -156,7 +167,7 @@ def main() -> int:
         flows.append(EvalFlow("route", route))
         trained = trained_route_spec(route, Path(args.out) / "routellm_logistic.json", args.route_rate)
         flows.append(EvalFlow("route-trained", trained))
-    run = run_eval(flows, items, scorer="numeric", cache=args.cache, progress=True, dataset="gsm8k")
+    run = run_eval(flows, items, scorer=scorer, cache=args.cache, progress=True, dataset=dataset)
     sweeps = run_sweeps(
         run, [cascade], parse_sweep(args.sweep), cache=args.cache, progress=True,
     )
@@ -169,7 +180,7 @@ def main() -> int:
         "decoding": "greedy (temperature 0)",
     }
     paths = write_report(run, args.out, sweeps=sweeps, meta=machine)
-    print(f"GSM8K sample, n={len(items)} problems, {machine['machine']}, {machine['date']}")
+    print(f"{dataset} ({scorer}), n={len(items)} problems, {machine['machine']}, {machine['date']}")
     print(f"models: {machine['models']}")
     print(f"{'flow':<24} {'accuracy':>9} {'LLM calls':>10} {'mean lat.':>10} {'p95 lat.':>9} "
           f"{'SLM tok/q':>10} {'LLM tok/q':>10}")
@@ -188,10 +199,17 @@ def main() -> int:
             rel = p["accuracy"] / llm["accuracy"] if llm["accuracy"] else float("nan")
             print(f"{p['value']:>9.3f} {p['accuracy']:>9.3f} {p['llm_share']:>10.2f} "
                   f"{p['latency_mean']:>9.1f}s {rel:>12.0%}")
-        print("router metrics (cascade's confidence router vs random and oracle):")
+        print("router metrics (cascade's confidence router vs random (mean over seeds) and oracle):")
         for name, m in sweep["metrics"].items():
-            cpts = ", ".join(f"CPT({k})={v:.2f}" for k, v in m["cpt"].items())
-            print(f"  {name:<10} APGR={m['apgr']:.3f} AIQ={m['aiq']:.3f} {cpts}")
+            cpts = ", ".join(f"CPT({k})={'-' if v is None else f'{v:.2f}'}" for k, v in m["cpt"].items())
+            extra = ""
+            if m.get("apgr_ci"):
+                extra = f" APGR 95% interval [{m['apgr_ci'][0]:.3f}, {m['apgr_ci'][1]:.3f}]"
+            if m.get("apgr_sd") is not None:
+                extra = f" (sd {m['apgr_sd']:.3f} over {m['seeds']} seeds)"
+            apgr = "-" if m.get("apgr") is None else f"{m['apgr']:.3f}"
+            aiq = "-" if m.get("aiq") is None else f"{m['aiq']:.3f}"
+            print(f"  {name:<10} APGR={apgr} AIQ={aiq} {cpts}{extra}")
         goal = [
             p for p in sweep["points"]
             if llm["accuracy"] and p["accuracy"] >= 0.95 * llm["accuracy"]

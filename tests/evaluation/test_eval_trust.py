@@ -289,3 +289,16 @@ def test_progress_lines_in_logs_show_count_rate_and_eta() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("eval cascade: 1/4 items, 2.0 s/item, ETA 6s")
     assert lines[-1].startswith("eval cascade: 2/4 items, 2.0 s/item, ETA 4s")
+
+
+def test_gsm8k_benchmark_takes_a_dataset_and_caches_outside_the_checkout() -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gsm8k_eval.py"
+    spec = importlib.util.spec_from_file_location("gsm8k_eval", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.build_parser().parse_args(["--dataset", "mine.jsonl"])
+    assert args.dataset == "mine.jsonl"
+    assert not Path(args.cache).resolve().is_relative_to(script.parents[1])
