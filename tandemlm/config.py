@@ -86,9 +86,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def model_ref(value: str) -> dict[str, Any]:
-    """ModelSpec fields for a model reference: a catalog name, a .gguf path or ``ollama:NAME``."""
+    """ModelSpec fields for a model reference: a catalog name, a .gguf path, ``ollama:NAME``
+    or ``openai:NAME`` (an OpenAI-compatible API: ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
     if value.startswith("ollama:"):
         return {"provider": "ollama", "model": value.removeprefix("ollama:")}
+    if value.startswith("openai:"):
+        return {"provider": "openai", "model": value.removeprefix("openai:")}
     return {"provider": "llamacpp", "model": value}
 
 

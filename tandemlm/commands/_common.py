@@ -16,10 +16,15 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:
-    """Apply ``NAME=VALUE`` overrides (catalog name, .gguf path or ``ollama:NAME``)."""
+    """Apply ``NAME=VALUE`` overrides (catalog name, .gguf path, ``ollama:NAME`` or
+    ``openai:NAME``). A new provider drops the old one's settings and brings its own
+    defaults (an ``openai`` model is remote unless the spec says ``local``)."""
     if not overrides:
         return spec
+    from pydantic import ValidationError
+
     from tandemlm.config import model_ref
+    from tandemlm.models.spec import ModelSpec
 
     models = dict(spec.models)
     for item in overrides:
@@ -28,8 +33,19 @@ def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:
             raise SpecError("--model", f"expected NAME=VALUE, got {item!r}")
         if name not in models:
             raise SpecError("--model", f"unknown model {name!r} (known: {', '.join(sorted(models))})")
-        models[name] = models[name].model_copy(update=model_ref(value))
+        data = models[name].model_dump(exclude_unset=True)
+        ref = model_ref(value)
+        if ref["provider"] != models[name].provider:
+            for key in _PROVIDER_SETTINGS:
+                data.pop(key, None)
+        try:
+            models[name] = ModelSpec.model_validate({**data, **ref})
+        except ValidationError as exc:
+            raise SpecError("--model", f"{name}={value}: {exc.errors()[0]['msg']}") from None
     return spec.model_copy(update={"models": models})
+
+
+_PROVIDER_SETTINGS = ("options", "host", "hosts", "replies")
 
 
 def print_json(data: Any) -> None:

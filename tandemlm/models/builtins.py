@@ -1,14 +1,17 @@
 """The built-in model providers, registered by name in :mod:`tandemlm.models.providers`.
 
 ``auto`` (a role resolved at run time), ``ollama`` (one server or several ``hosts``),
-``llamacpp`` (embedded GGUF models), ``scripted`` and ``keyed`` (deterministic fakes).
-Heavy libraries are imported inside the methods that need them.
+``llamacpp`` (embedded GGUF models), ``openai`` (any OpenAI-compatible server; remote by
+default), ``scripted`` and ``keyed`` (deterministic fakes). Heavy libraries are imported
+inside the methods that need them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tandemlm.errors import ConfigError
 from tandemlm.models.providers import Provider
@@ -138,3 +141,66 @@ class KeyedProvider(Provider):
 
         replies = spec.replies if isinstance(spec.replies, dict) else {}
         return KeyedChatModel(replies=replies, model_name=spec.model or "keyed")
+
+
+class OpenAIOptions(BaseModel):
+    """``options`` of an ``openai`` model.
+
+    Args:
+        base_url: the API base URL, e.g. ``http://127.0.0.1:8000/v1`` (default:
+            ``OPENAI_BASE_URL``, else ``https://api.openai.com/v1``).
+        api_key_env: the environment variable holding the API key (keys never go in
+            specs); ``null`` for a server that takes no key.
+        max_retries: retries of a failed request (connection errors, 429, 5xx).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(None, max_length=2048)
+    api_key_env: str | None = Field("OPENAI_API_KEY", max_length=128)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"give an http:// or https:// URL such as https://api.openai.com/v1 (got {value!r})")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"give the name of an environment variable such as OPENAI_API_KEY (got {value!r})")
+        return value
+
+
+class OpenAIProvider(Provider):
+    """A model behind any OpenAI-compatible chat completions API (OpenAI, vLLM, llama.cpp's
+    server, LiteLLM, another ``tandem serve``): ``model`` plus ``options`` (see
+    :class:`OpenAIOptions`). Remote (``local: false``) unless the spec says otherwise.
+    Needs ``pip install 'tandemlm[openai]'``."""
+
+    local = False
+    options_model = OpenAIOptions
+
+    def check(self, spec: ModelSpec) -> None:
+        _needs_model(spec)
+        super().check(spec)
+
+    def build(self, spec: ModelSpec) -> BaseChatModel:
+        return _openai_chat().make_openai_chat(spec)
+
+    def preflight(self, spec: ModelSpec) -> None:
+        _openai_chat().check_server(spec)
+
+
+def _openai_chat() -> Any:
+    try:
+        from tandemlm.models import openai_chat
+    except ImportError as exc:
+        raise ConfigError(
+            f"provider 'openai' needs langchain-openai ({exc.name} is missing): "
+            "pip install 'tandemlm[openai]'"
+        ) from None
+    return openai_chat

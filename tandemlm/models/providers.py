@@ -10,8 +10,8 @@ A provider is a small object (subclass :class:`Provider`) that
 - says whether its models run on this device unless a spec sets ``local:``
   (:attr:`Provider.local`; remote models count as large ones and are privacy boundaries).
 
-Built-in providers (``auto``, ``ollama``, ``llamacpp``, ``scripted``, ``keyed``) are listed
-here by import path; third-party packages add theirs through the entry point group
+Built-in providers (``auto``, ``ollama``, ``llamacpp``, ``openai``, ``scripted``, ``keyed``)
+are listed here by import path; third-party packages add theirs through the entry point group
 ``tandemlm.providers`` (``name = "package.module:ProviderClass"``) or by calling
 :func:`register_provider`. Specs name providers only by these short names.
 
@@ -49,6 +49,7 @@ _BUILTIN_PROVIDERS: dict[str, str] = {
     "auto": "tandemlm.models.builtins:AutoProvider",
     "ollama": "tandemlm.models.builtins:OllamaProvider",
     "llamacpp": "tandemlm.models.builtins:LlamaCppProvider",
+    "openai": "tandemlm.models.builtins:OpenAIProvider",
     "scripted": "tandemlm.models.builtins:ScriptedProvider",
     "keyed": "tandemlm.models.builtins:KeyedProvider",
 }

@@ -283,12 +283,15 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         finally:
             hub().remove(processor)
 
+    from tandemlm.service.openai_api import openai_routes
+
     return Starlette(
         routes=[
             Route("/v1/run", run, methods=["POST"]),
             Route("/v1/stream", stream, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/openapi.json", schema, methods=["GET"]),
+            *openai_routes(flow, settings, limiter, stats),  # /v1/chat/completions, /v1/models
         ],
         lifespan=lifespan,
     )

@@ -80,6 +80,11 @@ SCENARIOS = [
         "slm": keyed(confident("4", 0.99)), "llm": keyed("4")}, False),
     Scenario("cascade", "escalated", "What is 2+2?", lambda: {
         "slm": keyed(confident("maybe 5", 0.1)), "llm": keyed("4")}, True),
+    # the LLM is remote (provider openai); here a fake with the preset's local: false
+    Scenario("edge_cloud", "slm-sure", "What is 2+2?", lambda: {
+        "slm": keyed(confident("4", 0.99)), "llm": keyed("4")}, False),
+    Scenario("edge_cloud", "escalated", "What is 2+2?", lambda: {
+        "slm": keyed(confident("maybe 5", 0.1)), "llm": keyed("4")}, True),
     Scenario("cascade3", "slm-sure", "What is 2+2?", lambda: {
         "slm": keyed(confident("4", 0.99)), "mid": keyed("4"), "llm": keyed("4")}, False),
     Scenario("cascade3", "mid-sure", "What is 2+2?", lambda: {  # mid is role slm: not large
