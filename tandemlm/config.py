@@ -5,6 +5,9 @@ Precedence (highest first): explicit settings in a flow spec, environment variab
 
 ``tandem.toml``::
 
+    threads = 2             # threads all embedded models of a process share (before any
+                            # [table]; default: adapt to free cores, see tandemlm.models.threads)
+
     [models.slm]            # overrides the default for role "slm" (any ModelSpec field)
     provider = "ollama"
     model = "qwen2.5:1.5b"
@@ -23,7 +26,8 @@ Precedence (highest first): explicit settings in a flow spec, environment variab
 
 Environment: ``TANDEM_PROVIDER`` (auto|ollama|embedded), ``TANDEM_SLM`` / ``TANDEM_LLM``
 (a catalog name, a .gguf path, or ``ollama:NAME``), ``OLLAMA_HOST``, ``TANDEM_HOME``
-(project state directory, default ``.tandem``), ``TANDEM_CONFIG`` (path of the toml file).
+(project state directory, default ``.tandem``), ``TANDEM_CONFIG`` (path of the toml file),
+``TANDEM_THREADS`` (the thread budget; overrides ``threads``).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Config(BaseModel):
     embedded: EmbeddedDefaults = Field(default_factory=EmbeddedDefaults)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     home: str = ".tandem"
+    threads: int | None = Field(None, ge=1, le=4096)
 
     def home_dir(self) -> Path:
         """The project state directory (traces, indexes, queues); created on demand."""
@@ -105,6 +110,8 @@ def _load(cwd: str, env_key: tuple[tuple[str, str], ...]) -> Config:
         data["provider"] = env["TANDEM_PROVIDER"]
     if env.get("TANDEM_HOME"):
         data["home"] = env["TANDEM_HOME"]
+    if env.get("TANDEM_THREADS"):
+        data["threads"] = _env_threads(env["TANDEM_THREADS"])
     models = dict(data.get("models") or {})
     for role in ("slm", "llm"):
         if env.get(f"TANDEM_{role.upper()}"):
@@ -121,7 +128,20 @@ def _load(cwd: str, env_key: tuple[tuple[str, str], ...]) -> Config:
         raise ConfigError(f"{path.name}: {where}: {first['msg']}") from None
 
 
-_ENV_KEYS = ("TANDEM_CONFIG", "TANDEM_PROVIDER", "TANDEM_HOME", "TANDEM_SLM", "TANDEM_LLM", "OLLAMA_HOST")
+def _env_threads(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= 4096:
+        raise ConfigError(
+            f"TANDEM_THREADS: give a whole number of threads from 1 to 4096 (got {value!r}); "
+            "unset it to adapt to the free cores"
+        )
+    return int(text)
+
+
+_ENV_KEYS = (
+    "TANDEM_CONFIG", "TANDEM_PROVIDER", "TANDEM_HOME", "TANDEM_SLM", "TANDEM_LLM", "OLLAMA_HOST",
+    "TANDEM_THREADS",
+)
 
 
 def load_config() -> Config:

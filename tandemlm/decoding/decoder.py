@@ -6,7 +6,10 @@ draft being verified), and rolls the KV cache back (``kv_cache_seq_rm``) when a 
 rejected. It keeps ``Llama.input_ids`` / ``Llama.n_tokens`` in step, so the model stays
 usable by :class:`~tandemlm.models.llamacpp.ChatLlamaCpp` afterwards (which resets
 it anyway). Models come from :func:`~tandemlm.models.llamacpp.get_llama`: one load
-per process, shared with chat calls; hold the model's lock around any use.
+per process, shared with chat calls; hold the model's lock around any use. While a
+thread lease is attached (:attr:`Decoder.threads`, set by
+:func:`~tandemlm.decoding.models.locked`), every forward pass first syncs it, so token-level
+work takes its threads from the process's budget like chat calls do.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from tandemlm.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+    from tandemlm.models.llamacpp import ThreadSync
 
 __all__ = ["Decoder", "chat_prompt_tokens"]
 
@@ -49,11 +54,16 @@ class Decoder:
         name: label for errors and statistics.
 
     The caller must hold the model's lock while using a decoder.
+
+    Attributes:
+        threads: the thread lease synced before each forward pass (``None``: the model's
+            current thread count).
     """
 
     def __init__(self, llama: Llama, name: str = "") -> None:
         self.llama = llama
         self.name = name
+        self.threads: ThreadSync | None = None
         self.n_vocab = int(llama.n_vocab())
         self.timer = DecodeTimer()
         self._eog_cache: dict[int, bool] = {}
@@ -123,6 +133,8 @@ class Decoder:
             batch.seq_id[i][0] = 0
             batch.n_seq_id[i] = 1
             batch.logits[i] = flags[i]
+        if self.threads is not None:
+            self.threads.apply()
         start = time.perf_counter()
         try:
             llama._ctx.decode(llama._batch)

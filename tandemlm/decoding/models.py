@@ -90,6 +90,7 @@ class TokenModel:
     max_tokens: int
     seed: int | None
     stop: list[str]
+    threads: int | None = None  # the flow model's params.threads (None: the budget's share)
 
 
 def embedded(chat: Any) -> Any:
@@ -139,7 +140,7 @@ def load_pair(context: TandemContext, small: str, large: str) -> tuple[TokenMode
         loaded.append(TokenModel(
             name=name, model=model, decoder=Decoder(llama, name), lock=lock,
             temperature=chat.temperature, max_tokens=chat.max_tokens, seed=chat.seed,
-            stop=list(chat.stop),
+            stop=list(chat.stop), threads=n_threads,
         ))
     big, little = loaded
     if big.decoder.vocab_signature() != little.decoder.vocab_signature():
@@ -152,9 +153,26 @@ def load_pair(context: TandemContext, small: str, large: str) -> tuple[TokenMode
 
 @contextlib.contextmanager
 def locked(*models: TokenModel) -> Iterator[None]:
-    """Hold every model's lock (in a fixed order, so two nodes never deadlock)."""
+    """Hold every model's lock (in a fixed order, so two nodes never deadlock), then one
+    thread lease from the process's budget for all of them.
+
+    The models of a token-level generation run one after the other, never at the same
+    moment, so they share one lease; each model uses at most its own ``threads``.
+    """
+    from tandemlm.models.llamacpp import ThreadSync
+    from tandemlm.models.threads import thread_budget
+
     locks = sorted({id(m.lock): m.lock for m in models}.values(), key=id)
+    caps = [m.threads for m in models]
+    want = max((c for c in caps if c is not None), default=None) if None not in caps else None
     with contextlib.ExitStack() as stack:
         for lock in locks:
             stack.enter_context(lock)
-        yield
+        lease = stack.enter_context(thread_budget().lease(want))
+        for model in models:
+            model.decoder.threads = ThreadSync(model.decoder.llama, lease, model.threads)
+        try:
+            yield
+        finally:
+            for model in models:
+                model.decoder.threads = None

@@ -45,13 +45,19 @@ class EvalWorker:
 
     Args:
         flows: ``{label: (spec as a dict, model overrides or None)}``.
+        threads: the worker process's thread budget for embedded models: the CPUs Ray
+            reserves for it (``num_cpus=1``), so workers side by side never oversubscribe
+            the machine (``TANDEM_THREADS`` does not apply in workers).
     """
 
     def __init__(
-        self, flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]]
+        self, flows: dict[str, tuple[dict[str, Any], dict[str, Any] | None]], threads: int = 1
     ) -> None:
         from tandemlm.flows.compiler import compile_flow
         from tandemlm.flows.spec import FlowSpec
+        from tandemlm.models.threads import configure_threads
+
+        configure_threads(threads)
 
         self._flows = {
             label: compile_flow(FlowSpec.model_validate(spec), models=models)

@@ -102,6 +102,7 @@ class LlamaCppProvider(Provider):
             top_p=params.top_p,
             seed=params.seed,
             stop=list(params.stop),
+            n_threads=params.threads,
         )
 
     def preflight(self, spec: ModelSpec) -> None:

@@ -3,6 +3,9 @@
 Models load once per (file, context size) per process and are shared by every
 ``ChatLlamaCpp`` (and by token-level code via :func:`get_llama`). A llama.cpp context is
 not thread-safe, so each loaded model carries a lock and calls on one model serialise.
+Each call takes its CPU threads from the process's thread budget
+(:mod:`tandemlm.models.threads`) and hands threads back or takes free ones between
+tokens, so models generating at once never oversubscribe the cores.
 
 Token confidence costs almost nothing: instead of ``logits_all=True`` (5x slower on a
 151k vocabulary), a logits processor sees each step's scores, and picks the next token
@@ -32,7 +35,6 @@ import asyncio
 import atexit
 import contextlib
 import math
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -62,23 +64,18 @@ from pydantic import Field
 from tandemlm.errors import ModelUnavailableError
 from tandemlm.models.catalog import model_path
 from tandemlm.models.confidence import CONFIDENCE_KEY, summarize
+from tandemlm.models.threads import Lease, prepare_openmp, thread_budget
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["ChatLlamaCpp", "get_llama"]
+__all__ = ["ChatLlamaCpp", "ThreadSync", "get_llama", "set_threads"]
 
 _INSTALL_HINT = "pip install 'tandemlm[embedded]' (or: pip install llama-cpp-python==0.3.16)"
 
 _CACHE: dict[tuple[str, int], tuple[Llama, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 _QUIET: list[Any] = []  # keeps the ctypes log callback alive
-
-
-def _env_threads() -> int:
-    """``TANDEM_THREADS`` (llama.cpp threads; 1 helps on oversubscribed machines)."""
-    value = os.environ.get("TANDEM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
 def _close_all() -> None:
@@ -117,8 +114,9 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
     Args:
         model: catalog name or path of a ``.gguf`` file.
         n_ctx: context size in tokens.
-        n_threads: CPU threads, used by the first load only (default: ``TANDEM_THREADS``
-            or ``os.cpu_count()``).
+        n_threads: CPU threads of the first load (default: the thread budget's share
+            now); ``ChatLlamaCpp`` and token-level nodes set threads per call from the
+            budget (:func:`set_threads`), direct users of the model keep these.
 
     Returns:
         ``(llama, lock)``.
@@ -131,6 +129,7 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
+        prepare_openmp()  # before llama.cpp's OpenMP runtime loads
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -140,7 +139,7 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
             ) from exc
         _check_gguf(model, path)
         _quiet_llama_logs()
-        threads = n_threads or _env_threads() or os.cpu_count() or 1
+        threads = n_threads or thread_budget().auto_threads()
         try:
             llama = Llama(
                 model_path=str(path),
@@ -157,6 +156,62 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
             ) from exc
         _CACHE[key] = (llama, threading.Lock())
         return _CACHE[key]
+
+
+def set_threads(llama: Llama, threads: int) -> None:
+    """Run ``llama``'s next forward passes (single tokens and batches) on ``threads`` threads.
+
+    Hold the model's lock. Outputs do not depend on the thread count (each row of a matrix
+    product is computed by one thread).
+    """
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
+    llama.n_threads = llama.n_threads_batch = threads
+
+
+class ThreadSync:
+    """Applies a thread lease to a model before its next forward pass.
+
+    As a logits processor it runs between two tokens of a chat call; token-level decoders
+    call :meth:`apply` before each batch. The next forward pass runs with the lease's
+    share (at most ``cap``): fewer threads when another model started generating, more
+    when one finished.
+
+    Args:
+        llama: the model (its lock held).
+        lease: threads held from the budget.
+        cap: this model's own thread limit (``params.threads``).
+    """
+
+    def __init__(self, llama: Llama, lease: Lease, cap: int | None = None) -> None:
+        self.llama = llama
+        self.lease = lease
+        self.cap = cap
+        self.threads = 0
+
+    def apply(self) -> None:
+        threads = self.lease.sync()
+        if self.cap is not None:
+            threads = min(threads, self.cap)
+        if threads != self.threads:
+            set_threads(self.llama, threads)
+            self.threads = threads
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        self.apply()
+        return scores
+
+
+@contextlib.contextmanager
+def _leased(llama: Llama, want: int | None, request: dict[str, Any]) -> Iterator[ThreadSync]:
+    """Hold threads from the budget for one call (model lock held); ``request``'s logits
+    processors sync them between tokens."""
+    with thread_budget().lease(want) as lease:
+        sync = ThreadSync(llama, lease)
+        sync.apply()
+        request["logits_processor"].insert(0, sync)
+        yield sync
 
 
 def _check_gguf(model: str, path: Path) -> None:
@@ -286,7 +341,8 @@ class ChatLlamaCpp(BaseChatModel):
     Args:
         model: catalog name (e.g. ``qwen2.5-coder-0.5b``) or path of a ``.gguf`` file.
         n_ctx: context size in tokens.
-        n_threads: CPU threads (default ``os.cpu_count()``); the first load of a file wins.
+        n_threads: CPU threads of each call, capped by the process's thread budget
+            (default: the budget's share; see :mod:`tandemlm.models.threads`).
         temperature: 0 is greedy; above 0 samples with ``top_p`` and ``seed``.
         max_tokens: output token cap.
         top_p: nucleus sampling mass (with temperature > 0).
@@ -344,9 +400,8 @@ class ChatLlamaCpp(BaseChatModel):
     def _start(
         self, messages: list[BaseMessage], options: _Options
     ) -> tuple[Llama, threading.Lock, _TokenPicker, dict[str, Any]]:
-        from llama_cpp import LogitsProcessorList
-
         llama, lock = get_llama(self.model, self.n_ctx, n_threads=self.n_threads)
+        from llama_cpp import LogitsProcessorList  # after get_llama: OpenMP settings first
         picker = _TokenPicker(options.temperature, options.top_p, options.seed, options.logprobs)
         request: dict[str, Any] = {
             "messages": _to_chat(messages),
@@ -376,7 +431,7 @@ class ChatLlamaCpp(BaseChatModel):
     ) -> ChatResult:
         options = self._options(stop, kwargs)
         llama, lock, picker, request = self._start(messages, options)
-        with lock:
+        with lock, _leased(llama, self.n_threads, request):
             llama.reset()
             response: Any = llama.create_chat_completion(**request)
         choice = response["choices"][0]
@@ -403,7 +458,7 @@ class ChatLlamaCpp(BaseChatModel):
         options = self._options(stop, kwargs)
         llama, lock, picker, request = self._start(messages, options)
         finish: str | None = None
-        with lock:
+        with lock, _leased(llama, self.n_threads, request):
             llama.reset()
             stream: Any = llama.create_chat_completion(**request, stream=True)
             try:

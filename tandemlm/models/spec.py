@@ -13,7 +13,12 @@ MAX_HOSTS = 32
 
 
 class GenerationParams(BaseModel):
-    """Sampling parameters passed to the provider on every call."""
+    """Sampling parameters passed to the provider on every call.
+
+    ``threads``: CPU threads of an embedded (llama.cpp) model's calls, capped by the
+    process's thread budget (default: the budget's share, see
+    :mod:`tandemlm.models.threads`); served models ignore it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -22,6 +27,7 @@ class GenerationParams(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = 0
     stop: list[str] = Field(default_factory=list, max_length=16)
+    threads: int | None = Field(None, ge=1, le=4096)
 
 
 class ModelSpec(BaseModel):
