@@ -134,6 +134,7 @@ def router_eval(
     """Offline evaluation: APGR, AIQ, CPT(50/80/95%) beside random and oracle, with a plot."""
     import numpy as np
 
+    from tandemlm.config import load_config
     from tandemlm.errors import ConfigError
     from tandemlm.routing.evaluation import (
         cached_features,
@@ -141,21 +142,26 @@ def router_eval(
         cross_val_scores,
         format_rows,
         plot,
+        saved_router_scores,
     )
     from tandemlm.routing.training import load_table
 
+    def progress(text: str) -> None:  # stderr, one line per step: also readable in logs
+        err.print(text, style="dim", markup=False, highlight=False)
+
     data = load_table(table, weak, strong)
+    progress(f"{len(data.texts)} queries ({data.weak_name} vs {data.strong_name})")
+    cache_dir = load_config().home_dir() / "cache"
     scored: dict[str, np.ndarray] = {}
     for file in router_files or []:
-        scored[Path(file).stem] = np.asarray(_load_scores(file, data.texts))
+        scored[Path(file).stem] = np.asarray(saved_router_scores(file, data.texts, cache_dir, progress))
     if cv:
-        from tandemlm.config import load_config
-
-        emb = cached_features(data.texts, embedding, load_config().home_dir() / "cache")
+        emb = cached_features(data.texts, embedding, cache_dir, progress)
         for kind in (k.strip() for k in cv.split(",") if k.strip()):
-            scored[f"{kind}-cv"] = cross_val_scores(kind, data, emb)
+            scored[f"{kind}-cv"] = cross_val_scores(kind, data, emb, progress=progress)
     if not scored:
         raise ConfigError("nothing to evaluate: give --router FILE and/or --cv logistic,knn")
+    progress("metrics: routers, random (10 seeds) and oracle")
     rows = compare(data, scored)
     if plot_path:
         plot(rows, plot_path, f"{table.name}: {data.weak_name} vs {data.strong_name}")

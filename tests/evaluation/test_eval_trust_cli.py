@@ -113,3 +113,27 @@ def test_interrupt_says_how_to_resume(
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("interrupted: finished items are saved in ")
     assert "run the same command again to resume" in lines[-1] and "Traceback" not in proc.stderr
+
+
+def test_router_eval_reports_embedding_and_fold_progress_and_caches_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    from tandemlm.routing import evaluation
+
+    with (tmp_path / "table.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "weak", "strong"])
+        for i in range(40):
+            writer.writerow([f"question number {i} about {'math' if i % 3 else 'poems'}", i % 3 == 0, i % 2 == 0])
+    monkeypatch.setattr(evaluation, "EMBED_BATCH", 16)
+    args = ("router", "eval", "table.csv", "--cv", "knn", "--embedding", "hash:64")
+    first = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert first.returncode == 0, first.stderr
+    assert "embedding (hash:64): 16/40 texts" in first.stderr and "40/40 texts" in first.stderr
+    assert "knn cross-validation: fold 5/5 done" in first.stderr
+    again = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert "embeddings (hash:64) of 40 texts: cached" in again.stderr
+    assert "16/40 texts" not in again.stderr
+    assert again.stdout == first.stdout  # same figures from the cached embeddings
