@@ -34,7 +34,7 @@ from tandemlm.flows.validate import CheckedFlow, check
 from tandemlm.models.pool import ModelPool
 from tandemlm.nodes.routers.base import SMALL
 from tandemlm.telemetry import attributes as A
-from tandemlm.telemetry import metrics, runinfo
+from tandemlm.telemetry import content, metrics, runinfo
 from tandemlm.telemetry.guard import safely
 from tandemlm.telemetry.spans import add_event, set_attributes, span
 
@@ -418,11 +418,17 @@ class CompiledFlow:
                     A.RUN_STATUS: "error",
                     A.RUN_ERROR_NODE: getattr(exc, "node", None) or context.extras.get(FAILED_NODE),
                 })
+                if context.capture_content:
+                    safely(set_attributes, run_span, content.run_content(
+                        context.extras.get("redact"), (initial or {}).get("input"), None))
                 safely(metrics.record_run, flow=self.spec.name,
                        escalations=context.recorder.escalations, status="error")
                 raise
             if run_span.is_recording():
                 safely(_record_run_span, run_span, state, self._roles, context.recorder.escalations)
+                if context.capture_content:  # after the run: a privacy filter's redactor is set
+                    safely(set_attributes, run_span, content.run_content(
+                        context.extras.get("redact"), state.get("input"), state.get("answer")))
             safely(metrics.record_run, flow=self.spec.name,
                    escalations=context.recorder.escalations, status="ok")
         return self._result(state, run_id, time.perf_counter() - start)

@@ -80,7 +80,9 @@ class Retrieve(Node):
     async def run(self, state: Mapping[str, Any], call: NodeCall) -> dict[str, Any]:
         store = get_store(call, self.store)
         query = render(self.query, state).strip() or str(state.get("input", ""))
-        found = await traced_search(self.store, store, query, self.k, self.where)
+        found = await traced_search(self.store, store, query, self.k, self.where,
+                                    capture=call.context.capture_content,
+                                    redactor=call.context.extras.get("redact"))
         hits = [
             {**hit.to_dict(), "query": query}
             for hit in found

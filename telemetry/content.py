@@ -67,3 +67,19 @@ def messages_json(
         total += n
         out.append({"role": _role(message), "parts": [{"type": "text", "content": text}]})
     return json.dumps(out, ensure_ascii=False), total
+
+
+def run_content(redactor: Redactor | None, question: Any, answer: Any) -> dict[str, str]:
+    """The run span's captured question and answer (``tandem.run.input`` / ``.output``),
+    redacted and truncated; a failing redactor records a marker instead of the text."""
+    from tandemlm.telemetry import attributes as A
+
+    out = {}
+    for key, value in ((A.RUN_INPUT, question), (A.RUN_OUTPUT, answer)):
+        if not isinstance(value, str) or not value:
+            continue
+        try:
+            out[key] = apply(redactor, value[:MAX_CAPTURE_CHARS])[0]
+        except Exception:  # noqa: BLE001  a failing redactor must not leak content
+            out[key] = "[redaction failed: content not recorded]"
+    return out

@@ -85,19 +85,46 @@ def _load_scores(router_file: str, texts: list[str]) -> object:
 
 
 def router_calibrate(
-    router_file: Annotated[str, typer.Argument(help="Saved router (.json / .npz).")],
+    router_file: Annotated[
+        str | None, typer.Argument(help="Saved router (.json / .npz); not with --from-traces.")
+    ] = None,
     queries: Annotated[
-        Path, typer.Argument(help="Sample queries: a table, or a text file (one per line).")
-    ],
+        Path | None,
+        typer.Argument(help="Sample queries: a table, or a text file (one per line)."),
+    ] = None,
     rate: Annotated[float, typer.Option(help="Target share of large-model calls, 0..1.")] = 0.3,
+    from_traces: Annotated[
+        bool,
+        typer.Option("--from-traces", help="Use the router scores recorded in the trace store."),
+    ] = False,
+    flow: Annotated[str | None, typer.Option(help="With --from-traces: the flow.")] = None,
+    route: Annotated[str | None, typer.Option(help="With --from-traces: the route name.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="With --from-traces: scores since (7d, 2026-11-01, ...).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="With --from-traces: scores before.")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="With --from-traces: the trace store file.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Threshold that sends about ``--rate`` of sample queries to the large model."""
+    """Threshold that sends about ``--rate`` of queries to the large model: of sample
+    queries scored by a saved router, or of the scores real traffic recorded (--from-traces)."""
     import numpy as np
 
+    from tandemlm.errors import ConfigError
     from tandemlm.evaluation.metrics import threshold_for_rate
     from tandemlm.routing.training import load_table
 
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"--rate must be between 0 and 1, got {rate}")
+    if from_traces:
+        if router_file or queries:
+            raise ConfigError("--from-traces reads scores from the trace store: give no router file or queries")
+        _calibrate_from_traces(rate, flow, route, since, until, store, as_json)
+        return
+    if not router_file or not queries:
+        raise ConfigError("give a router file and sample queries, or --from-traces")
     if queries.suffix.lower() in (".csv", ".json", ".jsonl"):
         texts = load_table(queries).texts
     else:
@@ -112,6 +139,41 @@ def router_calibrate(
         return
     out.print(
         f"threshold {threshold:.4f}: {actual:.1%} of {len(texts)} queries go to the large model"
+    )
+
+
+def _calibrate_from_traces(
+    rate: float, flow: str | None, route: str | None, since: str | None, until: str | None,
+    store: Path | None, as_json: bool,
+) -> None:
+    from datetime import datetime
+
+    from tandemlm.commands.traces import _store
+    from tandemlm.errors import ConfigError
+    from tandemlm.telemetry import queries as trace_queries
+
+    try:
+        window = {"since": trace_queries.parse_when(since), "until": trace_queries.parse_when(until)}
+        result = trace_queries.calibrate(_store(store), rate, flow=flow, route=route, **window)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if as_json:
+        print_json(result.to_dict())
+        return
+
+    def when(ns: int) -> str:
+        return datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M")
+
+    current = (
+        f"; the current threshold {result.current_threshold:.4f} sent {result.current_rate:.1%}"
+        if result.current_threshold is not None else ""
+    )
+    out.print(
+        f"threshold {result.threshold:.4f}: {result.rate:.1%} of {result.scores} recorded scores of "
+        f"route {result.route!r} in flow {result.flow!r} ({result.router or 'router'}) go to the "
+        f"large model (target {rate:.1%}); scores from {when(result.first_ns)} to "
+        f"{when(result.last_ns)}{current}",
+        markup=False,
     )
 
 

@@ -160,18 +160,30 @@ def traces_show(
 def traces_serve(
     host: Annotated[str, typer.Option(help="Interface to bind; keep loopback unless you mean to share traces.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 7007,
-    max_body: Annotated[int, typer.Option(help="Largest accepted OTLP request body in bytes.")] = 4 * 1024 * 1024,
+    max_body: Annotated[int, typer.Option(min=1024, help="Largest accepted OTLP request body in bytes.")] = 4 * 1024 * 1024,
     store: StoreOption = None,
+    create: Annotated[bool, typer.Option("--create", help="Start with an empty store when none exists (e.g. only to receive OTLP spans).")] = False,
+    token: Annotated[str | None, typer.Option(help="Require this bearer token (default: $TANDEM_TOKEN); needed off loopback.")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Also answer to this Host name (repeatable).")] = None,
+    cors: Annotated[list[str] | None, typer.Option(help="Let pages of this origin call the API, e.g. https://app.example (repeatable).")] = None,
+    body_timeout: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds a request body may take to arrive.")] = 30.0,
 ) -> None:
     """Serve the trace viewer and an OTLP/HTTP receiver (POST /v1/traces)."""
+    from tandemlm.service.guard import resolve_token
     from tandemlm.telemetry.setup import default_store_path
-    from tandemlm.telemetry.viewer.server import LOOPBACK, ViewerServer
+    from tandemlm.telemetry.viewer.server import ViewerServer, is_loopback
 
     path = store or default_store_path()
-    server = ViewerServer(path, host=host, port=port, max_body=max_body)
-    if host not in LOOPBACK:
-        err.print(f"warning: serving traces on {host}: anyone who can reach it can read them", style="yellow")
-    err.print(f"trace viewer on {server.url}  (store {path}; OTLP: POST {server.url}/v1/traces; Ctrl-C stops)")
+    secret = resolve_token(token)
+    server = ViewerServer(path, host=host, port=port, max_body=max_body, token=secret,
+                          allow_hosts=allow_host or [], cors=cors or [], body_timeout=body_timeout,
+                          create=create)
+    if not is_loopback(host):
+        err.print(f"warning: serving traces on {host}: anyone with the token who can reach it can read them",
+                  style="yellow", markup=False)
+    opener = f"{server.url}/?token=<token>" if secret else server.url
+    err.print(f"trace viewer on {opener}  (store {path}; OTLP: POST {server.url}/v1/traces; Ctrl-C stops)",
+              markup=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -134,12 +134,15 @@ def test_oversized_and_gzip_bomb_are_rejected(viewer):
 def test_missing_length_and_unknown_paths(viewer):
     host, port = viewer.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n")
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 411")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:  # DNS rebinding: a foreign Host
+        sock.sendall(b"GET /api/runs HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 403")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"NONSENSE\r\n\r\n")  # not HTTP: the stdlib answers with an error page
+        sock.sendall(b"NONSENSE\r\n\r\n")  # not HTTP: the server answers 400
         assert b"400" in sock.recv(4096)
-    assert httpx.post(f"{viewer.url}/v1/metrics", content=b"{}").status_code == 404
+    assert httpx.post(f"{viewer.url}/v1/metrics", json={}).status_code == 404
     assert httpx.get(f"{viewer.url}/api/runs/ffff").status_code == 404
     assert httpx.get(f"{viewer.url}/api/runs?limit=x").status_code == 400
     assert httpx.get(f"{viewer.url}/nope").status_code == 404

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tandemlm.telemetry.viewer import ViewerServer
@@ -17,7 +19,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
-    assert executable, "install Debian's chromium (apt-get install -y chromium) for this test"
+    if not executable:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=executable,
@@ -79,4 +82,175 @@ def test_runs_list_run_detail_path_and_hop(filled_store, browser):
         page.wait_for_selector("#runs tbody tr")
         page.screenshot(path=str(OUTPUT / "trace_viewer_runs.png"), full_page=True)
         assert errors == [] and external == []
+        page.close()
+
+
+def _synthetic_trace():
+    """The benchmark's trace generator (benchmarks/viewer_render.py): the test and the
+    figure it prints see the same kind of trace."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("viewer_render", OUTPUT.parent / "benchmarks" / "viewer_render.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.synthetic_trace
+
+
+def _page(browser, viewer):
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)  # CSP violations
+    page.on("request", lambda req: None if req.url.startswith(viewer.url) else problems.append(req.url))
+    return page, problems
+
+
+def test_search_filters_refresh_and_span_panel(viewer_store, browser):
+    from playwright.sync_api import expect
+
+    OUTPUT.mkdir(exist_ok=True)
+    with ViewerServer(viewer_store.path, port=0) as viewer:
+        page, problems = _page(browser, viewer)
+        page.goto(viewer.url)
+        rows = page.locator("#runs tbody tr")
+        expect(rows).to_have_count(7)
+        expect(page.locator("#page-info")).to_have_text("1–7 of 7 run(s)")
+
+        # search by the service's X-Request-ID, then by a word of the captured question
+        page.fill("#search", "req-viewer-0042")
+        page.press("#search", "Enter")
+        expect(rows).to_have_count(1)
+        assert "pipeline" in rows.first.inner_text() and "req-viewer-0042" in rows.first.inner_text()
+        page.fill("#search", "spider")
+        page.press("#search", "Enter")
+        expect(rows).to_have_count(1)
+        assert "How many legs does a spider have?" in rows.first.inner_text()
+        page.fill("#search", "")
+        page.press("#search", "Enter")
+        expect(rows).to_have_count(7)
+        page.select_option("#filter-escalated", "yes")
+        expect(rows).to_have_count(2)
+        page.select_option("#filter-escalated", "")
+        page.select_option("#filter-model", "llm")
+        expect(rows).to_have_count(2)
+        page.click("#clear-filters")
+        expect(rows).to_have_count(7)
+
+        # a run recorded after the page loaded shows up on refresh
+        late = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "d" * 32, "spanId": "d" * 16, "name": "invoke_workflow late",
+            "startTimeUnixNano": str(time.time_ns()), "endTimeUnixNano": str(time.time_ns() + 10**6),
+            "attributes": [{"key": "tandem.flow", "value": {"stringValue": "late"}}]}]}]}]}
+        assert httpx.post(f"{viewer.url}/v1/traces", json=late).status_code == 200
+        expect(rows).to_have_count(7)
+        page.click("#refresh")
+        expect(rows).to_have_count(8)
+        assert "late" in rows.first.inner_text()
+
+        # the chat span of a cascade run: captured messages in and the answer out
+        page.goto(f"{viewer.url}/#/run/{viewer_store.cascade_runs[1]}")
+        page.wait_for_selector("#waterfall .wf-row")
+        assert "spider" in page.locator("#run-question").inner_text()
+        page.locator('#waterfall .wf-row[data-span^="chat "]').first.click()
+        expect(page.locator("#span-input")).to_contain_text("How many legs does a spider have?")
+        expect(page.locator("#span-output")).to_contain_text("draft 1")
+        panel = page.locator("#span-panel").inner_text()
+        assert "mean 0.950" in panel and "gen_ai.usage.input_tokens" in panel
+        assert "#/run/" in page.url and "span=" in page.url  # a link to this span
+        page.screenshot(path=str(OUTPUT / "trace_viewer_span_panel.png"), full_page=True)
+
+        # collapse and expand the timeline (run, draft, its chat, gate, accept)
+        expect(page.locator("#waterfall .wf-row")).to_have_count(5)
+        page.locator("#waterfall .wf-row").first.locator("[data-toggle]").click()
+        expect(page.locator("#waterfall .wf-row")).to_have_count(1)
+        page.click("#expand-all")
+        expect(page.locator("#waterfall .wf-row")).to_have_count(5)
+
+        # the retrieval span lists document ids, scores and (captured, redacted) snippets
+        page.goto(f"{viewer.url}/#/run/{viewer_store.rag_run}")
+        page.locator('#waterfall .wf-row[data-span="retrieval kb"]').click()
+        docs = page.locator("#span-documents tbody tr")
+        expect(docs).to_have_count(2)
+        text = page.locator("#span-documents").inner_text()
+        assert "policies/returns.md" in text and "<EMAIL>" in text and "help@example.com" not in text
+        expect(page.locator("#outputs")).to_contain_text("Within 30 days.")
+
+        # a token-level node's figures
+        page.goto(f"{viewer.url}/#/run/{viewer_store.tokens_run}")
+        page.locator('#waterfall .wf-row[data-span^="chat "]').click()
+        tokens = page.locator("#span-tokens").inner_text()
+        assert "acceptance rate" in tokens and "0.75" in tokens and "drafted" in tokens
+        assert problems == []
+        page.close()
+
+
+def test_failed_span_shows_its_error(filled_store, browser):
+    with ViewerServer(filled_store.path, port=0) as viewer:
+        page, problems = _page(browser, viewer)
+        page.goto(f"{viewer.url}/#/run/{filled_store.failed_run}")
+        page.locator("#errors tr.error").first.click()  # a row of the errors table selects the span
+        box = page.locator("#span-error")
+        box.wait_for()
+        assert "ModelUnavailableError" in box.inner_text() and "server down" in box.inner_text()
+        assert "extract" in box.inner_text()
+        assert problems == []
+        page.close()
+
+
+def test_dashboard_rates_histogram_and_calibration(viewer_store, browser):
+    from playwright.sync_api import expect
+
+    with ViewerServer(viewer_store.path, port=0) as viewer:
+        page, problems = _page(browser, viewer)
+        page.goto(f"{viewer.url}/#/stats?since=")
+        cascade = page.locator('#stats-flows tr[data-flow="cascade"]')
+        expect(cascade.locator(".esc-rate")).to_have_text("25.0%")  # 1 of the 4 cascade runs escalated
+        expect(page.locator('#stats-flows tr[data-flow="rag"] .esc-rate')).to_have_text("0.0%")
+        card = page.locator('.route-card[data-route="gate"]')
+        assert card.locator(".route-rate").inner_text() == "25.0%"
+        assert card.locator("line.threshold").get_attribute("data-threshold") == "0.2"
+        assert card.locator("rect.bar").count() == 4  # four distinct scores, one per bin
+        assert card.locator("rect.bar.up").count() == 1  # right of the threshold
+        assert page.locator("#chart-runs rect").count() > 0 and page.locator("#chart-models rect").count() > 0
+        assert page.locator('#stats-models tr[data-model="llm"]').inner_text().split("\t")[1].strip() == "2"
+        card.locator(".cal-rate").fill("50")
+        card.locator(".cal-go").click()
+        expect(card.locator(".cal-result")).to_contain_text("threshold 0.1500 sends 50.0% of 4 recorded scores")
+        page.screenshot(path=str(OUTPUT / "trace_viewer_dashboard.png"), full_page=True)
+        page.select_option("#stats-flow", "rag")
+        expect(page.locator("#stats-flows tbody tr")).to_have_count(1)
+        assert problems == []
+        page.close()
+
+
+def test_a_5000_span_trace_renders_only_what_is_visible(tmp_path, browser):
+    from tandemlm.telemetry.store import TraceStore
+
+    TraceStore(tmp_path / "big.db").add(_synthetic_trace()(5000, "e" * 32))
+    with ViewerServer(tmp_path / "big.db", port=0) as viewer:
+        page, problems = _page(browser, viewer)
+        page.goto(viewer.url)
+        page.wait_for_selector("#runs tbody tr")
+        elapsed = page.evaluate("""async () => {
+            const started = performance.now();
+            location.hash = "#/run/" + "e".repeat(32);
+            await new Promise(resolve => { const check = () => document.querySelector("#waterfall .wf-row")
+              && document.querySelector("#calls") ? requestAnimationFrame(resolve) : requestAnimationFrame(check); check(); });
+            return performance.now() - started; }""")
+        print(f"5000-span run detail drawn in {elapsed:.0f} ms (benchmarks/viewer_render.py measures it)")
+        assert page.locator("#run-summary").inner_text().count("5000") == 1
+        assert page.locator("#waterfall .wf-row").count() < 100  # a window of rows, not 5000
+        assert page.locator("#calls tbody tr").count() == 200  # the rest behind "show all"
+        page.click("#expand-all")
+        assert page.locator("#waterfall .wf-row").count() < 100
+        # pick the last model call: the tree opens to it and the panel shows it
+        page.click("#calls-all")
+        last = page.locator("#calls tbody tr").last
+        span_id = last.get_attribute("data-span-id")
+        last.click()
+        page.wait_for_selector(f'#waterfall .wf-row.selected[data-id="{span_id}"]')
+        assert "the whole question" in page.locator("#span-input").inner_text()
+        page.screenshot(path=str(OUTPUT / "trace_viewer_large.png"))
+        assert problems == []
         page.close()
