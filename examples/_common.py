@@ -19,7 +19,7 @@ def parse_args(
     parser.add_argument("question", nargs="?", default=default_question)
     parser.add_argument(
         "--model", "-m", action="append", default=[],
-        help="override a model: NAME=VALUE (catalog name, .gguf path or ollama:NAME)",
+        help="override a model: NAME=VALUE (catalog name, .gguf path, ollama:NAME or openai:NAME)",
     )
     return parser.parse_args()
 

@@ -260,3 +260,51 @@ def http_status(exc: TandemError) -> tuple[int, str]:
         return 400, "budget_exceeded"
     status, kind = _status(exc)
     return (400 if status == 422 else status), kind
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+
+
+def openapi_paths(flow_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The OpenAI-compatible paths and their component schemas, for the service's OpenAPI
+    document (OpenAI's own API reference describes the objects in full)."""
+    served = model_id(flow_name)
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}}
+    paths = {
+        "/v1/chat/completions": {"post": {
+            "summary": f"OpenAI chat completions: run the flow as model '{served}'",
+            "description": "The last user message is the input, earlier messages the conversation. "
+                           "The run's id, path and decisions come in X-Tandem-* headers and the "
+                           "'tandem' field (streamed: in the last chunk).",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}},
+            "responses": {
+                "200": {"description": "A chat.completion object, or chat.completion.chunk events "
+                                       "(text/event-stream) ending with [DONE]",
+                        "content": {"application/json": {"schema": {"type": "object"}},
+                                    "text/event-stream": {"schema": {"type": "string"}}}},
+                **{str(code): {"description": text, **error} for code, text in (
+                    (400, "Invalid request, or something a flow cannot do (tools, n > 1, ...)"),
+                    (404, f"Unknown model (this service serves '{served}')"),
+                    (502, "A node failed"), (503, "Model unavailable or service busy"))},
+            },
+        }},
+        "/v1/models": {"get": {"summary": f"OpenAI model list: '{served}'", "responses": {
+            "200": {"description": "A list object with one model",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/v1/models/{name}": {"get": {
+            "summary": "One model", "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The model object"}, "404": {"description": "Unknown model", **error}},
+        }},
+    }
+    request = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = {
+        **request.pop("$defs", {}),  # ChatMessage, StreamOptions
+        "ChatRequest": request,
+        "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                                             "param": {"type": ["string", "null"]},
+                                             "code": {"type": ["string", "null"]}}}}},
+    }
+    return paths, schemas

@@ -82,6 +82,9 @@ def openapi(flow: str, description: str) -> dict[str, Any]:
         "description": "Echoed back and recorded on the run span (tandem.request_id).",
         "schema": {"type": "string", "maxLength": 128},
     }
+    from tandemlm.service.openai_protocol import openapi_paths
+
+    openai_paths, openai_schemas = openapi_paths(flow)
     return {
         "openapi": "3.1.0",
         "info": {"title": f"tandemlm flow '{flow}'", "version": "1", "description": description},
@@ -108,10 +111,12 @@ def openapi(flow: str, description: str) -> dict[str, Any]:
                 "description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
                 "description": "OpenAPI document"}}}},
+            **openai_paths,
         },
         "components": {"schemas": {
             "RunRequest": RunRequest.model_json_schema(),
             "ErrorBody": ErrorBody.model_json_schema(),
             "RunResult": _RESULT_SCHEMA,
+            **openai_schemas,
         }},
     }

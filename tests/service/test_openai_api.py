@@ -204,6 +204,26 @@ async def test_async_openai_client_streams(server: ServerThread) -> None:
     await client.close()
 
 
+def test_openapi_document_describes_the_openai_endpoints(server: ServerThread) -> None:
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/v1/chat/completions", "/v1/models", "/v1/models/{name}"} <= set(document["paths"])
+    assert "tandem/served" in document["paths"]["/v1/chat/completions"]["post"]["summary"]
+    request = document["components"]["schemas"]["ChatRequest"]
+    assert request["required"] == ["model", "messages"]
+
+    def refs(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            yield from ([node["$ref"]] if "$ref" in node else [])
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    names = {ref.removeprefix("#/components/schemas/") for ref in refs(document)}
+    assert names and names <= set(document["components"]["schemas"])  # every $ref resolves
+
+
 # -- which tokens stream live --------------------------------------------------------------
 
 

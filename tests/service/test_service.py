@@ -149,7 +149,8 @@ def test_health_and_openapi(server: ServerThread) -> None:
     assert health["models"] == {"slm": {"limit": 8, "in_use": 0}, "llm": {"limit": 8, "in_use": 0}}
     document = httpx.get(f"{server.url}/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/v1/run", "/v1/stream", "/health", "/openapi.json"}
+    assert set(document["paths"]) == {"/v1/run", "/v1/stream", "/health", "/openapi.json",
+                                      "/v1/chat/completions", "/v1/models", "/v1/models/{name}"}
     assert document["components"]["schemas"]["RunRequest"]["required"] == ["question"]
 
 
