@@ -25,8 +25,8 @@ def load_flow_from_text(text: str):
 def test_builder_matches_yaml_for_cascade() -> None:
     built = (
         Flow("cascade", description=load_flow("cascade").description)
-        .model("slm", role="slm", params={"max_tokens": 256})
-        .model("llm", role="llm", params={"max_tokens": 384})
+        .model("slm", role="slm", params={"max_tokens": 512})
+        .model("llm", role="llm", params={"max_tokens": 512})
         .node(
             "draft",
             "generate",

@@ -96,7 +96,7 @@ def test_model_override_switches_to_the_openai_provider() -> None:
     spec = apply_model_overrides(load_flow("cascade"), ["llm=openai:gpt-4o-mini"])
     llm = spec.models["llm"]
     assert (llm.provider, llm.model, llm.local, llm.role) == ("openai", "gpt-4o-mini", False, "llm")
-    assert llm.params.max_tokens == 384  # the preset's own settings stay
+    assert llm.params.max_tokens == 512  # the preset's own settings stay
     back = apply_model_overrides(load_flow("edge_cloud"), ["llm=ollama:qwen2.5:1.5b"])
     assert back.models["llm"].provider == "ollama" and back.models["llm"].options == {}
     with pytest.raises(SpecError, match="needs 'model'"):

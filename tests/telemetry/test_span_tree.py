@@ -47,7 +47,7 @@ async def test_cascade_escalates_span_tree(spans):
     assert attrs["gen_ai.provider.name"] == "scripted"
     assert attrs["gen_ai.request.model"] == "scripted"  # the override's model_name
     assert attrs["gen_ai.request.temperature"] == 0.0
-    assert attrs["gen_ai.request.max_tokens"] == 256
+    assert attrs["gen_ai.request.max_tokens"] == 512
     assert attrs["gen_ai.usage.input_tokens"] > 0
     assert attrs["gen_ai.usage.output_tokens"] == 2
     assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
