@@ -85,6 +85,7 @@ def results_data(
             "params": f.params,
             "models": run.models.get(f.label, {}),
             "summary": run.summary(f.label),
+            "thresholds": {r.node_name(): r.router.threshold for r in f.spec.routes},
         }
         for f in run.flows
     ]
@@ -193,13 +194,23 @@ def _metric_notes(sweep: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-def _spread_rows(data: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _spread_rows(data: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any], str, str]]:
+    """(flow, route, score spread, threshold, note): the note says when the threshold lies
+    outside the observed scores (the route never or always picks the large model)."""
     rows = []
     for flow in data["flows"]:
         if flow["kind"] != "flow":
             continue
         for route, spread in (flow["summary"].get("route_scores") or {}).items():
-            rows.append((flow["label"], route, spread))
+            threshold = (flow.get("thresholds") or {}).get(route)
+            note = ""
+            binary = spread["distinct"] <= 2 and {spread["min"], spread["max"]} <= {0.0, 1.0}
+            if threshold is not None and not binary:
+                if threshold > spread["max"]:
+                    note = "above every score: never picks the large model here (try --sweep auto)"
+                elif threshold <= spread["min"]:
+                    note = "at or below every score: always picks the large model here (try --sweep auto)"
+            rows.append((flow["label"], route, spread, _fmt(threshold), note))
     return rows
 
 
@@ -225,12 +236,15 @@ def print_table(data: Mapping[str, Any], console: Any = None) -> None:
     spread = _spread_rows(data)
     if spread:
         scores = Table(title="router scores (large model when score >= threshold)")
-        for column in ("flow", "route", "min", "p25", "median", "p75", "max", "distinct"):
+        for column in ("flow", "route", "threshold", "min", "p25", "median", "p75", "max", "distinct"):
             scores.add_column(column, justify="left" if column in ("flow", "route") else "right")
-        for label, route, s in spread:
-            scores.add_row(escape(label), escape(route), *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")),
-                           str(s["distinct"]))
+        for label, route, s, threshold, _ in spread:
+            scores.add_row(escape(label), escape(route), threshold,
+                           *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")), str(s["distinct"]))
         console.print(scores)
+        for label, route, _, threshold, note in spread:
+            if note:
+                console.print(escape(f"note: {label} route {route}: threshold {threshold} is {note}"), style="yellow")
     for sweep in data.get("sweeps") or []:
         if sweep.get("skipped"):
             console.print(escape(f"sweep {sweep['flow']}: not swept: {sweep['skipped']}"))
@@ -501,9 +515,10 @@ def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:
     spread_html = ""
     if spread:
         spread_html = "<h2>Router scores</h2><p>Large model when score &gt;= threshold.</p>" + _html_table(
-            ["flow", "route", "min", "p25", "median", "p75", "max", "distinct"],
-            [(label, route, *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")), str(s["distinct"]))
-             for label, route, s in spread],
+            ["flow", "route", "threshold", "min", "p25", "median", "p75", "max", "distinct", "note"],
+            [(label, route, threshold, *(_fmt(s[k]) for k in ("min", "p25", "median", "p75", "max")),
+              str(s["distinct"]), note)
+             for label, route, s, threshold, note in spread],
         )
     verdicts = "".join(
         f'<p class="{"met" if v["met"] else "unmet"}">{esc(v["text"])}</p>' for v in data.get("verdicts") or []

@@ -302,3 +302,20 @@ def test_gsm8k_benchmark_takes_a_dataset_and_caches_outside_the_checkout() -> No
     args = module.build_parser().parse_args(["--dataset", "mine.jsonl"])
     assert args.dataset == "mine.jsonl"
     assert not Path(args.cache).resolve().is_relative_to(script.parents[1])
+
+
+def test_report_warns_when_a_threshold_is_above_every_score(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from tandemlm.evaluation.report import print_table
+
+    spec = json.loads(json.dumps(CASCADE))
+    spec["routes"][0]["router"]["threshold"] = 0.9  # scores here are 0.05-0.7: never escalates
+    flow = EvalFlow("cascade", load_flow(spec), models={
+        "slm": KeyedChatModel(replies=SLM), "llm": KeyedChatModel(replies={"question": "x"})})
+    run = run_eval([flow], ITEMS, cache=tmp_path / "c.db")
+    buffer = io.StringIO()
+    print_table(results_data(run), Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "threshold 0.900 is above every score: never picks the large model here" in text
+    assert "0.700" in text  # the spread's max is shown beside it
