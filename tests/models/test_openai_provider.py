@@ -141,6 +141,17 @@ async def test_confident_slm_never_calls_the_remote_server(openai_env: ServerThr
     assert not result.llm_called and "llm" not in result.usage
 
 
+async def test_any_preset_reaches_the_remote_llm_by_environment(openai_env: ServerThread,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """TANDEM_LLM=openai:MODEL makes the role 'llm' of every `provider: auto` preset remote."""
+    monkeypatch.setenv("TANDEM_LLM", "openai:gpt-4o-mini")
+    flow = compile_flow("cascade", models={"slm": unsure_slm()})
+    assert flow.models.spec("llm").provider == "openai" and flow.models.spec("llm").local is False
+    result = await flow.arun("What is the capital of Australia?")
+    assert result.answer == REMOTE_ANSWER and result.models["llm"] == "openai:gpt-4o-mini"
+    assert result.large_models == ["llm"]
+
+
 def test_served_edge_cloud_calls_a_second_service(openai_env: ServerThread) -> None:
     """client -> tandem serve (edge_cloud) -> tandem serve (the remote LLM), streaming both hops."""
     flow = compile_flow("edge_cloud", models={"slm": unsure_slm()})
