@@ -364,8 +364,11 @@ class CompiledFlow:
         finally:
             if not task.done():  # the caller stopped listening: stop the run
                 task.cancel()
+                # shielded: a caller cancelled again and again (anyio cancel scopes, as in
+                # Starlette's streaming responses) must not cancel the run's own clean-up,
+                # which cancels its running nodes and their model calls
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await asyncio.shield(task)
 
     def _initial(self, question: str, thread_id: str | None,
                  variables: Mapping[str, Any] | None,
@@ -445,15 +448,18 @@ class CompiledFlow:
         # Without a listener only "values" is asked for (what ainvoke does, minus updates).
         modes = list(STREAM_MODES) if emit is not None else ["values"]
         state: dict[str, Any] = {}
+        parts = graph.astream(initial, config=config, context=context, durability=durability,
+                              stream_mode=modes, subgraphs=emit is not None, version="v2")
         try:
-            async for part in graph.astream(initial, config=config, context=context,
-                                            durability=durability, stream_mode=modes,
-                                            subgraphs=emit is not None, version="v2"):
-                if part["type"] == "values" and not part["ns"]:
-                    state = part["data"]
-                elif emit is not None:
-                    for event in stream_events(part):
-                        emit(event)
+            # closed here, not when garbage collected: a cancelled run (timeout, client gone)
+            # cancels its running nodes, and so their model calls, at once
+            async with contextlib.aclosing(parts):
+                async for part in parts:
+                    if part["type"] == "values" and not part["ns"]:
+                        state = part["data"]
+                    elif emit is not None:
+                        for event in stream_events(part):
+                            emit(event)
         except GraphRecursionError:
             context.extras.setdefault(FAILED_NODE, None)
             raise BudgetExceededError(

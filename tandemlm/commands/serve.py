@@ -36,9 +36,28 @@ def serve(
     limit: Annotated[
         list[str] | None, typer.Option(help="Concurrent runs per model: MODEL=N (repeatable).")
     ] = None,
-    model_limit: Annotated[int, typer.Option(min=1, help="Default concurrent runs per model.")] = 8,
-    max_body: Annotated[int, typer.Option(min=256, help="Largest request body in bytes.")] = 65536,
-    run_timeout: Annotated[float | None, typer.Option(help="Seconds a run may take (503 after).")] = None,
+    model_limit: Annotated[int, typer.Option(help="Default concurrent runs per model (>= 1).")] = 8,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (>= 256).")] = 65536,
+    run_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a run may take (503 after; the run and its model calls stop).")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Require 'Authorization: Bearer TOKEN' on every request (default: $TANDEM_TOKEN); "
+                          "needed off loopback."),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option("--allow-host", help="Also answer to this Host name (repeatable; '*': any).")
+    ] = None,
+    cors: Annotated[
+        list[str] | None,
+        typer.Option(help="Let web pages of this origin call the service, e.g. https://app.example (repeatable)."),
+    ] = None,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request body may take to arrive (408 after).")] = 30.0,
+    worker_threads: Annotated[int, typer.Option(help="Threads for blocking work (embedded models, stores).")] = 8,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections and requests at once before answering 503.")
+    ] = 256,
     checkpoints: Annotated[
         bool, typer.Option(help="Keep conversation checkpoints (thread_id) in SQLite under the tandem home.")
     ] = True,
@@ -48,8 +67,17 @@ def serve(
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.service import ServiceSettings, create_app
     from tandemlm.service import serve as run_server
+    from tandemlm.service.guard import is_loopback, resolve_token
     from tandemlm.telemetry.setup import default_store_path, enable_tracing
 
+    # every option is checked before anything loads (one line per mistake)
+    settings = ServiceSettings(
+        max_body=max_body, model_limit=model_limit, model_limits=_limits(limit or []),
+        run_timeout=run_timeout, host=host, allow_hosts=allow_host or [], cors=cors or [],
+        token=resolve_token(token), body_timeout=body_timeout, worker_threads=worker_threads,
+        max_connections=max_connections,
+    )
+    settings.guard()  # a non-loopback host without a token, a malformed --cors origin
     spec = apply_model_overrides(load_flow(flow), model or [])
     checkpointer = None
     if checkpoints:
@@ -64,15 +92,13 @@ def serve(
         raise SpecError("--limit", f"unknown model(s) {', '.join(sorted(unknown))} "
                         f"(known: {', '.join(compiled.models.names())})")
     compiled.models.preflight()
-    settings = ServiceSettings(
-        max_body=max_body, model_limit=model_limit, model_limits=_limits(limit or []),
-        run_timeout=run_timeout,
-    )
     handle = enable_tracing(store=default_store_path()) if traces else None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"warning: listening on {host}: the service has no authentication", style="yellow")
+    if not is_loopback(host):
+        err.print(f"warning: listening on {host}: anyone who can reach it and has the token can run "
+                  f"'{compiled.name}'", style="yellow", markup=False)
     err.print(f"serving '{compiled.name}' on http://{host}:{port} (POST /v1/run, /v1/stream; "
-              f"GET /health, /openapi.json)", style="dim")
+              f"GET /health, /openapi.json)" + ("; bearer token required" if settings.token else ""),
+              style="dim", markup=False)
     try:
         run_server(create_app(compiled, settings), host=host, port=port)
     finally:

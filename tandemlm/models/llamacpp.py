@@ -251,6 +251,8 @@ class _TokenPicker:
     top_p: float
     seed: int | None
     record_probs: bool
+    cancel: threading.Event | None = None
+    end_token: int = 0  # the end-of-generation token forced once ``cancel`` is set
     prompt_tokens: int | None = None
     chosen: list[int] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
@@ -261,6 +263,12 @@ class _TokenPicker:
         self._rng = np.random.default_rng(self.seed)
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.cancel is not None and self.cancel.is_set():
+            # llama.cpp calls this from C, which swallows exceptions: end the generation by
+            # choosing the end token (the caller discards the reply)
+            forced = np.full_like(scores, -np.inf)
+            forced[self.end_token] = 0.0
+            return forced
         if self.prompt_tokens is None:
             self.prompt_tokens = len(input_ids)
         logits = np.asarray(scores, dtype=np.float64)
@@ -290,6 +298,10 @@ class _TokenPicker:
         cumulative = np.cumsum(weights)
         index = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], "right"))
         return int(candidates[min(index, len(candidates) - 1)])
+
+
+class _Cancelled(Exception):
+    """The caller of a generation went away (timeout, disconnect); raised after llama.cpp stopped."""
 
 
 def _text(content: str | list[Any]) -> str:
@@ -398,11 +410,12 @@ class ChatLlamaCpp(BaseChatModel):
         )
 
     def _start(
-        self, messages: list[BaseMessage], options: _Options
+        self, messages: list[BaseMessage], options: _Options, cancel: threading.Event | None = None
     ) -> tuple[Llama, threading.Lock, _TokenPicker, dict[str, Any]]:
         llama, lock = get_llama(self.model, self.n_ctx, n_threads=self.n_threads)
         from llama_cpp import LogitsProcessorList  # after get_llama: OpenMP settings first
-        picker = _TokenPicker(options.temperature, options.top_p, options.seed, options.logprobs)
+        picker = _TokenPicker(options.temperature, options.top_p, options.seed, options.logprobs, cancel,
+                              llama.token_eos())
         request: dict[str, Any] = {
             "messages": _to_chat(messages),
             "max_tokens": options.max_tokens,
@@ -429,11 +442,21 @@ class ChatLlamaCpp(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        return self._complete(messages, stop, kwargs)
+
+    def _complete(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+        cancel: threading.Event | None = None,
+    ) -> ChatResult:
         options = self._options(stop, kwargs)
-        llama, lock, picker, request = self._start(messages, options)
+        llama, lock, picker, request = self._start(messages, options, cancel)
         with lock, _leased(llama, self.n_threads, request):
+            if cancel is not None and cancel.is_set():  # gave up while queued for the model
+                raise _Cancelled
             llama.reset()
             response: Any = llama.create_chat_completion(**request)
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled
         choice = response["choices"][0]
         usage = response["usage"]
         n_in, n_out = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
@@ -456,9 +479,11 @@ class ChatLlamaCpp(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         """Stream text chunks, then one empty chunk carrying usage and metadata."""
         options = self._options(stop, kwargs)
-        llama, lock, picker, request = self._start(messages, options)
+        llama, lock, picker, request = self._start(messages, options, cancel)
         finish: str | None = None
         with lock, _leased(llama, self.n_threads, request):
+            if cancel is not None and cancel.is_set():
+                return
             llama.reset()
             stream: Any = llama.create_chat_completion(**request, stream=True)
             try:
@@ -509,8 +534,13 @@ class ChatLlamaCpp(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        sync_manager = run_manager.get_sync() if run_manager is not None else None
-        return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)
+        # A cancelled caller (run timeout, client gone) must not leave llama.cpp generating
+        # in its thread for the rest of max_tokens: the event stops it at the next token.
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._complete, messages, stop, kwargs, cancel)
+        finally:
+            cancel.set()
 
     async def _astream(
         self,

@@ -8,14 +8,16 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from tandemlm.errors import (
     BudgetExceededError,
+    ConfigError,
     ModelUnavailableError,
     NodeExecutionError,
     SpecError,
@@ -23,6 +25,7 @@ from tandemlm.errors import (
 )
 from tandemlm.flows.compiler import RunResult
 from tandemlm.service import events
+from tandemlm.service.guard import GuardSettings, Refusal, RequestGuard
 from tandemlm.service.schema import RunRequest, openapi
 
 if TYPE_CHECKING:
@@ -36,18 +39,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("tandemlm.service")
 REQUEST_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+T = TypeVar("T")
 
 
 @dataclass
 class ServiceSettings:
-    """Limits of a flow service.
+    """Limits and request checks of a flow service.
 
     Args:
         max_body: largest accepted request body in bytes (413 above).
         model_limit: runs that may use one model at the same time (default for every model).
         model_limits: per-model overrides of ``model_limit``, by model name in the spec.
         queue_timeout: seconds a request waits for a model slot before a 503.
-        run_timeout: seconds a run may take before a 503 (``None``: no limit).
+        run_timeout: seconds a run may take before a 503 (``None``: no limit); the run is
+            cancelled, and so are its model calls.
+        host: the address the server binds (a non-loopback one requires ``token``).
+        allow_hosts: ``Host`` names accepted besides the loopback names (``"*"``: any).
+        cors: origins whose web pages may call the service (``"*"``: any).
+        token: bearer token every request must carry (``None``: none).
+        body_timeout: seconds a request body may take to arrive (408 after).
+        worker_threads: threads for blocking work (embedded model calls, stores).
+        max_connections: open connections and requests before the server answers 503.
+
+    Raises:
+        ConfigError: a value is out of range (one line naming the option).
     """
 
     max_body: int = 64 * 1024
@@ -55,6 +70,38 @@ class ServiceSettings:
     model_limits: dict[str, int] = field(default_factory=dict)
     queue_timeout: float = 30.0
     run_timeout: float | None = None
+    host: str = "127.0.0.1"
+    allow_hosts: list[str] = field(default_factory=list)
+    cors: list[str] = field(default_factory=list)
+    token: str | None = None
+    body_timeout: float = 30.0
+    worker_threads: int = 8
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        counts: list[tuple[str, int, int, int | None]] = [
+            ("max_body (--max-body)", self.max_body, 256, None),
+            ("model_limit (--model-limit)", self.model_limit, 1, None),
+            ("worker_threads (--worker-threads)", self.worker_threads, 1, 256),
+            ("max_connections (--max-connections)", self.max_connections, 1, 100_000),
+            *((f"model_limits[{n}] (--limit)", v, 1, None) for n, v in self.model_limits.items()),
+        ]
+        for name, count, low, high in counts:
+            if count < low or (high is not None and count > high):
+                bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise ConfigError(f"{name} must be {bound}, got {count}")
+        seconds = [("queue_timeout", self.queue_timeout, 86_400.0),
+                   ("run_timeout (--run-timeout)", self.run_timeout, 86_400.0),
+                   ("body_timeout (--body-timeout)", self.body_timeout, 3600.0)]
+        for name, value, most in seconds:
+            if value is not None and not 0 < value <= most:  # also refuses NaN
+                raise ConfigError(f"{name} must be more than 0 and at most {most:g} seconds, got {value:g}")
+
+    def guard(self) -> GuardSettings:
+        """The request checks these settings ask for (JSON bodies, Host, Origin, token)."""
+        return GuardSettings.for_bind(self.host, allow_hosts=self.allow_hosts, cors=self.cors,
+                                      token=self.token, max_body=self.max_body,
+                                      body_timeout=self.body_timeout)
 
 
 class HTTPError(Exception):
@@ -106,9 +153,38 @@ def _status(exc: TandemError) -> tuple[int, str]:
     return 500, type(exc).__name__
 
 
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; cancel it (and so its model calls) if the client goes away first.
+
+    Raises:
+        HTTPError: 499 ``client_closed`` when the client disconnected (nobody reads it).
+    """
+    task = asyncio.ensure_future(work)
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if gone:
+            raise HTTPError(499, "client_closed", "the client closed the connection") from None
+        raise
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
 async def _read_json(request: Request, limit: int) -> Any:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("application/json", ""):
+    if kind != "application/json":
         raise HTTPError(415, "unsupported_media_type", "send the body as application/json")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -142,15 +218,19 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
 
     Args:
         flow: the compiled flow (its models, stores and checkpointer are shared by requests).
-        settings: body size and concurrency limits.
+        settings: limits and request checks. Every request passes the request guard first
+            (:mod:`tandemlm.service.guard`: Host, Origin, token, JSON body within size and
+            time); the app runs blocking work on a pool of ``settings.worker_threads``.
     """
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
     from tandemlm.telemetry.setup import hub
 
     settings = settings or ServiceSettings()
+    guard = settings.guard()
     limiter = _Limiter(flow.models.names(), settings)
     document = openapi(flow.name, flow.spec.description)
     processor = events.RequestIdProcessor()
@@ -207,7 +287,7 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
             async with limiter.slots():
                 stats["active"] += 1
                 try:
-                    result = await run_flow(body, request_id)
+                    result = await until_disconnected(request, run_flow(body, request_id))
                 finally:
                     stats["active"] -= 1
         except HTTPError as exc:
@@ -277,15 +357,27 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # a bounded pool for blocking work (asyncio.to_thread: embedded models, stores)
+        pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="tandem-worker")
+        asyncio.get_running_loop().set_default_executor(pool)
         hub().add(processor)
         try:
             yield
         finally:
             hub().remove(processor)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def refusal_body(refusal: Refusal, headers: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        stats["errors"] += 1
+        return ({"error": refusal.kind, "message": refusal.message, "request_id": request_id},
+                {REQUEST_HEADER: request_id})
 
     from tandemlm.service.openai_api import openai_routes
 
-    return Starlette(
+    app = Starlette(
+        middleware=[Middleware(RequestGuard, settings=guard, error_body=refusal_body)],
         routes=[
             Route("/v1/run", run, methods=["POST"]),
             Route("/v1/stream", stream, methods=["POST"]),
@@ -295,3 +387,5 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         ],
         lifespan=lifespan,
     )
+    app.state.limit_concurrency = settings.max_connections  # read by serve() / ServerThread
+    return app

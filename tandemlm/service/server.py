@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 def _config(app: Starlette, host: str, port: int, **kwargs: Any) -> Any:
     import uvicorn
 
+    # an app from create_app says how many connections and requests it takes at once
+    kwargs.setdefault("limit_concurrency", getattr(getattr(app, "state", None), "limit_concurrency", None))
     return uvicorn.Config(
         app, host=host, port=port, log_level=kwargs.pop("log_level", "warning"),
         access_log=False, lifespan="on", timeout_graceful_shutdown=10, **kwargs,
