@@ -193,9 +193,12 @@ async def test_call_errors_are_model_unavailable(openai_env: ServerThread,
     down = make_openai_chat(ModelSpec(provider="openai", model="m", options={"max_retries": 0}))
     with pytest.raises(ModelUnavailableError, match="not reachable"):
         await down.ainvoke("hi")
-    flow = compile_flow("edge_cloud", models={"slm": unsure_slm()})
+    spec = load_flow("edge_cloud")
+    llm = spec.models["llm"].model_copy(update={"options": {**spec.models["llm"].options, "max_retries": 0}})
+    flow = compile_flow(spec.model_copy(update={"models": {**spec.models, "llm": llm}}),
+                        models={"slm": unsure_slm()})
     with pytest.raises(ModelUnavailableError, match="not reachable"):
-        await flow.arun("Capital of Australia?")
+        await flow.arun("Capital of Australia?")  # a run fails with the same typed error
 
 
 def test_token_logprobs_become_confidence() -> None:
