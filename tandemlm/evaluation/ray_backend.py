@@ -138,7 +138,7 @@ class RayEvalPool:
         items: Sequence[EvalItem],
         scorer: Any,
         cache: EvalCache,
-        on_done: Callable[[str, bool, float], None],
+        on_done: Callable[[str, bool], None],
     ) -> dict[str, dict[str, Any]]:
         """Unscored records of every item for one flow (cached ones reused, the rest run on
         workers); ``scorer`` is unused (the runner scores every record the same way)."""
@@ -149,7 +149,7 @@ class RayEvalPool:
             found = cache.get_result(prep.key, item.key())
             if found is not None:
                 records[item.id] = {**found, "cached": True}
-                on_done(label, False, 0.0)
+                on_done(label, False)
             else:
                 todo.append(item)
         queue = list(reversed(todo))
@@ -160,7 +160,7 @@ class RayEvalPool:
                 record, status = await actor.run.remote(label, item.question)
                 cache.put_result(prep.key, item.key(), record, status=status)
                 records[item.id] = {**record, "cached": False}
-                on_done(label, True, float(record.get("wall", 0.0)))
+                on_done(label, True)
 
         await asyncio.gather(*(drain(a) for a in self._actors))
         return {item.id: records[item.id] for item in items}

@@ -423,7 +423,13 @@ async def arun_eval(
         else:
             bar = EvalProgress(len(items) * len(flows), title=title, concurrency=concurrency) if progress else None
 
-        def on_done(label: str, executed: bool, seconds: float = 0.0) -> None:
+        last = [time.perf_counter()]
+
+        def on_done(label: str, executed: bool, seconds: float | None = None) -> None:
+            now = time.perf_counter()
+            if seconds is None:  # Ray workers: the time since the last result (throughput)
+                seconds = now - last[0]
+            last[0] = now
             counts["executed" if executed else "reused"] += 1
             if bar:
                 bar.advance(label, executed, seconds)
