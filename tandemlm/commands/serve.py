@@ -1,4 +1,5 @@
-"""``tandem serve FLOW``: the flow as an HTTP service (run, stream, health, OpenAPI)."""
+"""``tandem serve FLOW``: the flow as an HTTP service (run, stream, health, OpenAPI, and
+OpenAI's chat completions API)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def serve(
     ] = True,
     traces: Annotated[bool, typer.Option(help="Record runs in the local trace store.")] = True,
 ) -> None:
-    """Serve a flow over HTTP: POST /v1/run, POST /v1/stream (SSE), GET /health, GET /openapi.json."""
+    """Serve a flow over HTTP: POST /v1/run, POST /v1/stream (SSE), GET /health, GET /openapi.json,
+    and the OpenAI API (POST /v1/chat/completions, GET /v1/models: model tandem/FLOW)."""
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.service import ServiceSettings, create_app
     from tandemlm.service import serve as run_server
@@ -97,7 +99,8 @@ def serve(
         err.print(f"warning: listening on {host}: anyone who can reach it and has the token can run "
                   f"'{compiled.name}'", style="yellow", markup=False)
     err.print(f"serving '{compiled.name}' on http://{host}:{port} (POST /v1/run, /v1/stream; "
-              f"GET /health, /openapi.json)" + ("; bearer token required" if settings.token else ""),
+              f"GET /health, /openapi.json; OpenAI API: /v1/chat/completions, model "
+              f"tandem/{compiled.name})" + ("; bearer token required" if settings.token else ""),
               style="dim", markup=False)
     try:
         run_server(create_app(compiled, settings), host=host, port=port)

@@ -43,6 +43,7 @@ from tandemlm.service.app import (
     ServiceSettings,
     _Limiter,
     _read_json,
+    until_disconnected,
 )
 from tandemlm.service.openai_protocol import (
     chunk_object,
@@ -218,7 +219,7 @@ def openai_routes(flow: CompiledFlow, settings: ServiceSettings, limiter: _Limit
             question, history = conversation(body)
         except HTTPError as exc:
             stats["errors"] += 1
-            return error(400 if exc.status == 422 else exc.status, exc.kind, exc.message, request_id)
+            return error(exc.status, exc.kind, exc.message, request_id)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             produce = stream(question, history, request_id, completion_id, created, include_usage)
@@ -230,7 +231,7 @@ def openai_routes(flow: CompiledFlow, settings: ServiceSettings, limiter: _Limit
             async with limiter.slots():
                 stats["active"] += 1
                 try:
-                    result = await run(question, history, request_id)
+                    result = await until_disconnected(request, run(question, history, request_id))
                 finally:
                     stats["active"] -= 1
         except HTTPError as exc:

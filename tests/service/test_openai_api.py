@@ -4,6 +4,7 @@ client and LangChain's `ChatOpenAI` (keyed and scripted fake models inside the f
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from langchain_openai import ChatOpenAI
 from tandemlm.flows import compile_flow
 from tandemlm.flows.stream import Message, Token
 from tandemlm.models.fakes import ScriptedChatModel
-from tandemlm.service import ServerThread, create_app
+from tandemlm.service import ServerThread, ServiceSettings, create_app
 from tandemlm.service.openai_api import AnswerStream, live_nodes
 
 MODEL = "tandem/served"
@@ -183,6 +184,23 @@ def test_run_errors_in_openai_shape() -> None:
             list(stream)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_abandoned_request_stops_its_run(stream: bool) -> None:
+    spec = served_flow()
+    spec["models"]["slm"]["replies"] = {".": {"content": "late", "delay": 60}}
+    with ServerThread(create_app(compile_flow(spec))) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=1.0)
+        with pytest.raises((openai.APITimeoutError, httpx.ReadTimeout)):
+            reply = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "slow"}], stream=stream)
+            list(reply)  # type: ignore[call-overload]
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{srv.url}/health").json()["active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"{srv.url}/health").json()["active"] == 0  # cancelled, not left to run 60 s
+
+
 def test_langchain_chat_openai(server: ServerThread) -> None:
     chat = ChatOpenAI(model=MODEL, base_url=f"{server.url}/v1", api_key="x", max_retries=0)
     reply = chat.invoke("a hard one")
@@ -202,6 +220,25 @@ async def test_async_openai_client_streams(server: ServerThread) -> None:
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "The answer is 4."
     await client.close()
+
+
+def test_the_request_guard_covers_the_openai_routes() -> None:
+    """The service token is the client's API key (Authorization: Bearer); Host is checked."""
+    flow = compile_flow(served_flow())
+    with ServerThread(create_app(flow, ServiceSettings(token="s3cret-token"))) as srv:
+        good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="s3cret-token", max_retries=0)
+        done = good.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert done.choices[0].message.content == "small answer"
+        assert [m.id for m in good.models.list()] == [MODEL]
+        bad = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            bad.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        rebound = httpx.post(f"{srv.url}/v1/chat/completions", headers={
+            "Host": "evil.example", "Authorization": "Bearer s3cret-token"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        assert rebound.status_code == 403
 
 
 def test_openapi_document_describes_the_openai_endpoints(server: ServerThread) -> None:
