@@ -65,6 +65,7 @@ _BUILTIN_ROUTERS: dict[str, str] = {
     "oracle": "tandemlm.nodes.routers.oracle:OracleRouter",
     "sticky": "tandemlm.nodes.routers.sticky:StickyRouter",
     "flag": "tandemlm.nodes.routers.flag:FlagRouter",
+    "guarded": "tandemlm.nodes.routers.guarded:GuardedRouter",
 }
 
 _registered: dict[str, dict[str, Any]] = {NODE_GROUP: {}, ROUTER_GROUP: {}}

@@ -1,13 +1,14 @@
 """``iterative_retrieve``: retrieve, let a model pick the next search from what was found, repeat.
 
 An IRCoT-style loop for multi-hop questions: the first search uses the question; after
-each search the model (usually the SLM) reads the passages found so far and either names
-the one fact still missing (``SEARCH: <query>``) or says ``DONE``. A question such as
+each search the model (usually the SLM) reads the passages found so far and names the fact
+still missing (``SEARCH: <query>``; ``DONE`` also ends the loop). A question such as
 "How much is shipping for the tent with two doors?" needs the tent's price before the
 shipping table is useful: one search with the whole question rarely finds both.
 
 Bounded: at most ``max_hops`` searches; the loop also stops when the model repeats a
-search or its reply names none.
+search or its reply names none. The default prompt does not ask the model whether it is
+done: small models answer "done" too early, and an extra search costs little.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
 from tandemlm.core.node import Node, NodeCall, NodeResult, Port
@@ -27,18 +28,27 @@ from tandemlm.nodes.template import fields, render
 from tandemlm.stores.traced import traced_search
 
 SYSTEM = "You plan searches in a knowledge base. You never answer the question yourself."
-# The worked example is from another domain on purpose: it shows the form, not the answers.
 PROMPT = (
     "Question: {input}\n\n"
     "Passages found so far:\n{passages}\n\n"
     "Searches done: {searches}\n\n"
-    "Is a fact needed to answer the question still missing from the passages? If so, write "
-    "one short search for the missing fact, using names the passages revealed. If the "
-    "passages hold every fact needed, write DONE.\n\n"
-    "Example: for the question 'What is the late fee for the book that won the 2019 prize?' "
-    "with a passage saying the 2019 prize went to 'Salt Roads', the reply is\n"
-    "SEARCH: late fee for borrowed books\n\n"
-    "Reply with exactly one line: SEARCH: <query> or DONE."
+    "Which fact needed to answer the question is not in the passages yet? Write one short "
+    "search for it, using names the passages revealed (a product, a policy, a place).\n"
+    "Reply with exactly one line: SEARCH: <query>"
+)
+# Worked turns shown before the real one, from another domain on purpose: they show the
+# form (the next search names what the passages revealed), not answers.
+EXAMPLES = (
+    (
+        "What is the late fee for the book that won the 2019 prize?",
+        "[prizes.md] The 2019 prize went to the novel 'Salt Roads'.",
+        "SEARCH: late fee for borrowed novels",
+    ),
+    (
+        "How far is the museum from the hotel with a rooftop pool, and when does it open?",
+        "[hotels/harbour.md] The Harbour Hotel has a rooftop pool, 2 km from the museum.",
+        "SEARCH: museum opening hours",
+    ),
 )
 _SEARCH = re.compile(r"^\W*(?:search|query|next(?: search| question)?)\s*[:\-]\s*(.+)$", re.IGNORECASE)
 _DONE = re.compile(r"^\W*done\b", re.IGNORECASE)
@@ -65,6 +75,9 @@ def parse_next(text: str) -> str | None:
 
 def _key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+_EXAMPLE_KEYS = {_key(reply.split(":", 1)[1]) for _, _, reply in EXAMPLES if ":" in reply}
 
 
 def passages(hits: list[dict[str, Any]], max_chars: int) -> str:
@@ -103,6 +116,10 @@ class IterativeRetrieve(Node):
         output: field for the hits.
         hops_output: field for the hop records.
         max_tokens: cap of each planner reply.
+        examples: show the two worked turns (another domain) before the real one; a search
+            copied from them is ignored.
+        fresh: later searches return ``k`` passages not found by earlier ones (a search
+            for a bridge fact otherwise tends to find the first hop's pages again).
     """
 
     type_name = "iterative_retrieve"
@@ -119,6 +136,8 @@ class IterativeRetrieve(Node):
     output: str = "evidence"
     hops_output: str = "hops"
     max_tokens: int = Field(48, ge=4, le=1024)
+    examples: bool = True
+    fresh: bool = True
 
     def store_refs(self) -> dict[str, str]:
         return {"store": self.store}
@@ -147,6 +166,11 @@ class IterativeRetrieve(Node):
         out: list[BaseMessage] = []
         if self.system:
             out.append(SystemMessage(content=render(self.system, view)))
+        if self.examples:
+            for question, shown, reply in EXAMPLES:
+                turn = {"input": question, "passages": shown, "searches": question}
+                out.append(HumanMessage(content=render(self.prompt, {**state, **turn})))
+                out.append(AIMessage(content=reply))
         out.append(HumanMessage(content=render(self.prompt, view)))
         return out
 
@@ -160,7 +184,10 @@ class IterativeRetrieve(Node):
         stopped = "max_hops"
         for hop in range(1, self.max_hops + 1):
             asked.append(query)
-            hits = await traced_search(self.store, store, query, self.k, self.where)
+            want = self.k + (len(seen) if self.fresh else 0)
+            hits = await traced_search(self.store, store, query, min(want, 100), self.where)
+            if self.fresh:  # each search brings passages not found before
+                hits = [h for h in hits if h.id not in seen][: self.k]
             new = [h.to_dict() | {"query": query, "hop": hop} for h in hits if h.id not in seen]
             seen.update(h["id"] for h in new)
             found.extend(new)
@@ -176,6 +203,8 @@ class IterativeRetrieve(Node):
                 stopped = "no_reply"
                 break
             nxt = parse_next(reply.text)
+            if nxt is not None and self.examples and _key(nxt) in _EXAMPLE_KEYS:
+                nxt = None  # copied from a worked turn, not a search for this question
             if nxt is None:
                 stopped = "done" if _DONE.search(reply.text) else "no_reply"
                 break

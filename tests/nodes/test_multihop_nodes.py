@@ -102,6 +102,16 @@ async def test_loop_is_bounded_and_stops_on_a_repeated_search(kb: MemoryStore) -
     assert next(s for s in result.steps if s["node"] == "search")["stopped"] == "repeat"
 
 
+async def test_worked_turns_come_first_and_a_copied_search_is_ignored(kb: MemoryStore) -> None:
+    slm = ScriptedChatModel(replies=["SEARCH: late fee for borrowed novels"])
+    flow = loop_flow().compile(models={"slm": slm, "llm": KeyedChatModel(replies={".": "ok"})}, stores={"kb": kb})
+    result = await flow.arun(QUESTION)
+    assert [m.type for m in slm.calls[0]] == ["system", "human", "ai", "human", "ai", "human"]
+    assert slm.calls[0][2].content == "SEARCH: late fee for borrowed novels"
+    assert len(result.vars["hops"]) == 1
+    assert next(s for s in result.steps if s["node"] == "search")["stopped"] == "no_reply"
+
+
 async def test_planner_failure_keeps_what_was_found(kb: MemoryStore) -> None:
     slm = ScriptedChatModel(replies=[{"error": "SLM down"}])
     llm = ScriptedChatModel(replies=["No idea."])
