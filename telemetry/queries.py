@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from tandemlm._sqlite import connect, retry_locked, transaction
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry.store import TraceStore
 
@@ -36,7 +37,6 @@ __all__ = [
     "calibrate",
     "facets",
     "parse_when",
-    "route_scores",
     "run_detail_json",
     "search_runs",
     "stats",
@@ -58,8 +58,10 @@ CREATE TABLE IF NOT EXISTS calls (
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE INDEX IF NOT EXISTS calls_start ON calls (start_ns);
+CREATE INDEX IF NOT EXISTS calls_model ON calls (model, start_ns);
 CREATE TABLE IF NOT EXISTS derived_state (name TEXT PRIMARY KEY, value INTEGER);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, start_ns DESC);
+CREATE INDEX IF NOT EXISTS runs_run_id ON runs (run_id);
 """
 
 
@@ -88,9 +90,7 @@ _SYNC = [
 
 
 def _connect(store: TraceStore) -> sqlite3.Connection:
-    db = sqlite3.connect(store.path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    return db
+    return connect(store.path, rows=True)
 
 
 _READY: set[str] = set()  # stores whose derived tables exist (per process)
@@ -107,14 +107,13 @@ def sync(store: TraceStore) -> int:
     try:
         key = f"{store.path.resolve()}:{store.path.stat().st_ino}"
         if key not in _READY:
-            db.executescript(_SCHEMA)
+            retry_locked(lambda: db.executescript(_SCHEMA))
             _READY.add(key)
         done = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
         last = db.execute("SELECT max(rowid) FROM spans").fetchone()[0] or 0
         if done is not None and done[0] >= last:
             return 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):  # one reader indexes at a time; the others find it done
             row = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
             low = row[0] if row else 0
             high = db.execute("SELECT max(rowid) FROM spans").fetchone()[0] or 0
@@ -122,10 +121,6 @@ def sync(store: TraceStore) -> int:
                 for sql in _SYNC:
                     db.execute(sql, (low, high))
                 db.execute("INSERT OR REPLACE INTO derived_state VALUES ('spans', ?)", (high,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return max(0, high - low)
     finally:
         db.close()
@@ -176,8 +171,8 @@ class RunFilter:
     """What :func:`search_runs` looks for; every field is optional.
 
     Args:
-        q: words that must each match a run: a prefix of its run id, trace id or request id,
-            or a part of its flow name or captured question (case-insensitive).
+        q: words that must each match a run: a whole run id, trace id or request id, a
+            prefix of one, or a part of its flow name or captured question (case-insensitive).
         flow: exact flow name.
         status: ``ok`` or ``error``.
         model: a model name (from the spec) the run called.
@@ -200,10 +195,19 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(f: RunFilter) -> tuple[str, list[Any]]:
+_EXACT_ID = ("SELECT trace_id FROM runs WHERE trace_id = ?1 UNION SELECT trace_id FROM runs WHERE run_id = ?1 "
+             "UNION SELECT trace_id FROM runs WHERE request_id = ?1")
+
+
+def _where(f: RunFilter, db: sqlite3.Connection) -> tuple[str, list[Any]]:
     where: list[str] = []
     args: list[Any] = []
     for word in (f.q or "").split()[:8]:
+        exact = [r[0] for r in db.execute(_EXACT_ID, (word,))]  # a whole id: found by index
+        if exact:
+            where.append(f"runs.trace_id IN ({','.join('?' * len(exact))})")
+            args += exact
+            continue
         prefix, part = _like(word.lower()) + "%", "%" + _like(word.lower()) + "%"
         # ids match from their start, names and question text anywhere (LIKE ignores case)
         where.append(
@@ -247,13 +251,14 @@ def search_runs(
         (``None`` unless recorded, cut at 300 characters).
     """
     sync(store)
-    where, args = _where(query or RunFilter())
     limit = max(1, min(int(limit), 1000))
     offset = max(0, int(offset))
-    base = " FROM runs LEFT JOIN run_text ON run_text.trace_id = runs.trace_id" + where
     db = _connect(store)
     try:
-        total = db.execute("SELECT count(*)" + base, args).fetchone()[0]
+        where, args = _where(query or RunFilter(), db)
+        base = " FROM runs LEFT JOIN run_text ON run_text.trace_id = runs.trace_id" + where
+        counted = base if query and query.q else " FROM runs" + where  # the join only matters to q
+        total = db.execute("SELECT count(*)" + counted, args).fetchone()[0]
         rows = db.execute(
             "SELECT runs.*, run_text.question AS question"
             + base + " ORDER BY runs.start_ns DESC LIMIT ? OFFSET ?",
@@ -299,11 +304,11 @@ def run_detail_json(store: TraceStore, ref: str) -> bytes | None:
 
 def facets(store: TraceStore) -> dict[str, list[str]]:
     """Flow and model names in the store (the viewer's filter choices)."""
+    sync(store)
     db = _connect(store)
     try:
         flows = [r[0] for r in db.execute("SELECT DISTINCT flow FROM runs WHERE flow IS NOT NULL ORDER BY flow")]
-        models = [r[0] for r in db.execute(
-            "SELECT DISTINCT value FROM runs, json_each(runs.models) ORDER BY value")]
+        models = [r[0] for r in db.execute("SELECT DISTINCT model FROM calls WHERE model IS NOT NULL ORDER BY model")]
     finally:
         db.close()
     return {"flows": flows, "models": models}
@@ -312,6 +317,7 @@ def facets(store: TraceStore) -> dict[str, list[str]]:
 # -- aggregates ----------------------------------------------------------------------------
 
 _BUCKETS_S = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def _percentile(ordered: Sequence[float], p: float) -> float | None:
@@ -335,7 +341,35 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+def _clause(since: int | None, until: int | None, **equal: Any) -> tuple[str, list[Any]]:
+    """``WHERE`` text and arguments: a start-time window and column values (``None`` skips one)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append("start_ns >= ?")
+        args.append(int(since))
+    if until is not None:
+        where.append("start_ns < ?")
+        args.append(int(until))
+    for column, value in equal.items():
+        if value is not None:
+            where.append(f"{column} IS ?")
+            args.append(value)
+    return " AND ".join(where) or "1", args
+
+
+def _grouped(rows: Sequence[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+    """``{key: sorted values}`` from ``(key, value)`` rows (sorting here beats SQLite's sorter)."""
+    out: dict[Any, list[Any]] = defaultdict(list)
+    for key, value in rows:
+        out[key].append(value)
+    for values in out.values():
+        values.sort()
+    return out
+
+
+_STATS_CACHE: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+_STATS_TTL_S = 30.0
 
 
 def stats(
@@ -357,153 +391,153 @@ def stats(
         large-model share, current threshold, a score histogram and the share of decisions
         that would have escalated at other thresholds); per model (calls, errors, tokens,
         cost, p50/p95 latency); and per time bucket (runs, escalations, errors, tokens and
-        cost, tokens and cost per model).
+        cost, tokens and cost per model). Escalation rates count runs that recorded the
+        flag (failed runs may not). The same question over the same spans is answered from
+        a cache for 30 s.
     """
     sync(store)
-    bound: list[str] = []
-    bound_args: list[Any] = []
-    if since is not None:
-        bound.append("start_ns >= ?")
-        bound_args.append(int(since))
-    if until is not None:
-        bound.append("start_ns < ?")
-        bound_args.append(int(until))
-    flow_clause = ["flow = ?"] if flow else []
-    flow_args: list[Any] = [flow] if flow else []
+    where, args = _clause(since, until, flow=flow)
     db = _connect(store)
+    db.row_factory = None  # plain tuples: aggregates over 100,000 runs stay fast
     try:
-        where = " AND ".join(bound + flow_clause) or "1"
-        runs = db.execute(
-            "SELECT flow, status, llm_called, start_ns, end_ns - start_ns AS dur, "
-            "COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) AS tokens, COALESCE(cost, 0) AS cost "
-            f"FROM runs WHERE {where} ORDER BY start_ns", bound_args + flow_args,
-        ).fetchall()
-        route_where = " AND ".join(bound + flow_clause + (["route = ?"] if route else [])) or "1"
-        decisions = db.execute(
-            "SELECT flow, route, router, score, threshold, choice, start_ns FROM decisions "
-            f"WHERE {route_where} ORDER BY start_ns",
-            bound_args + flow_args + ([route] if route else []),
-        ).fetchall()
-        calls = db.execute(
-            "SELECT model, start_ns, duration_ns, COALESCE(input_tokens, 0) AS input_tokens, "
-            "COALESCE(output_tokens, 0) AS output_tokens, COALESCE(cost, 0) AS cost, status "
-            f"FROM calls WHERE {where} ORDER BY start_ns", bound_args + flow_args,
-        ).fetchall()
+        written = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
+        # windows like "last 24 h" move with the clock: 10 s steps share a cache entry
+        key = (str(store.path), flow, route, since and since // 10**10, until and until // 10**10, bins, written)
+        cached = _STATS_CACHE.get(key)
+        if cached and time.monotonic() - cached[0] < _STATS_TTL_S:
+            return cached[1]
+        first, last = db.execute(f"SELECT min(start_ns), max(start_ns) FROM runs WHERE {where}", args).fetchone()
+        bucket = _bucket_s(since or first or 0, until or last or first or 0)
+        width = bucket * 1_000_000_000
+        flows, timeline = _runs_by_flow_and_time(db, where, args, width)
+        result = {
+            "window": {"since": since, "until": until, "first_ns": first, "last_ns": last,
+                       "bucket_s": bucket, "flow": flow, "route": route},
+            "flows": flows,
+            "routes": _route_rows(db, since, until, flow, route, bins),
+            "models": _calls_by_model_and_time(db, where, args, width, timeline),
+            "timeline": [timeline[k] for k in sorted(timeline)],
+        }
     finally:
         db.close()
-
-    first = min((r["start_ns"] for r in runs), default=since or 0)
-    last = max((r["start_ns"] for r in runs), default=until or first)
-    bucket = _bucket_s(since or first, until or last)
-    return {
-        "window": {"since": since, "until": until, "first_ns": first if runs else None,
-                   "last_ns": last if runs else None, "bucket_s": bucket, "flow": flow, "route": route},
-        "flows": _flow_rows(runs),
-        "routes": _route_rows(decisions, bins),
-        "models": _model_rows(calls),
-        "timeline": _timeline(runs, calls, bucket),
-    }
+    if len(_STATS_CACHE) > 32:
+        _STATS_CACHE.clear()
+    _STATS_CACHE[key] = (time.monotonic(), result)
+    return result
 
 
-def _flow_rows(runs: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
-    groups: dict[str, list[sqlite3.Row]] = defaultdict(list)
-    for r in runs:
-        groups[r["flow"] or "?"].append(r)
-    out = []
-    for name in sorted(groups):
-        rows = groups[name]
-        known = [r for r in rows if r["llm_called"] is not None]
-        errors = sum(r["status"] == "error" for r in rows)
-        durations = sorted(r["dur"] for r in rows)
-        escalated = sum(bool(r["llm_called"]) for r in known)
-        out.append({
-            "flow": name, "runs": len(rows), "errors": errors, "error_rate": _rate(errors, len(rows)),
-            "escalated": escalated, "escalation_rate": _rate(escalated, len(known)),
-            "p50_ms": _ms(_percentile(durations, 0.5)), "p95_ms": _ms(_percentile(durations, 0.95)),
-            "tokens": int(sum(r["tokens"] for r in rows)), "cost": float(sum(r["cost"] for r in rows)),
-        })
-    return out
+def _bucket(timeline: dict[int, dict[str, Any]], key: int, width: int) -> dict[str, Any]:
+    if key not in timeline:
+        timeline[key] = {"t": key * width, "runs": 0, "escalated": 0, "known": 0, "errors": 0,
+                         "tokens": 0, "cost": 0.0, "models": {}}
+    return timeline[key]
 
 
-def _histogram(scores: Sequence[float], bins: int) -> list[int]:
-    counts = [0] * bins
-    for s in scores:
-        counts[min(bins - 1, max(0, int(s * bins)))] += 1
-    return counts
-
-
-def _route_rows(decisions: Sequence[sqlite3.Row], bins: int) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[sqlite3.Row]] = defaultdict(list)
-    for d in decisions:
-        groups[(d["flow"] or "?", d["route"] or "?")].append(d)
-    out = []
-    for (flow, name), rows in sorted(groups.items()):
-        scores = sorted(float(d["score"]) for d in rows)
-        large = sum(d["choice"] == "large" for d in rows)
-        latest = rows[-1]
-        n = len(scores)
-        out.append({
-            "flow": flow, "route": name, "router": latest["router"], "decisions": n,
-            "large": large, "escalation_rate": _rate(large, n), "threshold": latest["threshold"],
-            "first_ns": rows[0]["start_ns"], "last_ns": latest["start_ns"],
-            "histogram": {"bins": bins, "counts": _histogram(scores, bins)},
-            # score >= threshold goes to the large model
-            "would_escalate": [{"threshold": t, "share": round((n - bisect.bisect_left(scores, t)) / n, 4)}
-                               for t in THRESHOLDS],
-        })
-    return out
-
-
-def _model_rows(calls: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
-    groups: dict[str, list[sqlite3.Row]] = defaultdict(list)
-    for c in calls:
-        groups[c["model"] or "?"].append(c)
-    out = []
-    for name in sorted(groups):
-        rows = groups[name]
-        durations = sorted(r["duration_ns"] for r in rows)
-        out.append({
-            "model": name, "calls": len(rows), "errors": sum(r["status"] == "error" for r in rows),
-            "input_tokens": int(sum(r["input_tokens"] for r in rows)),
-            "output_tokens": int(sum(r["output_tokens"] for r in rows)),
-            "cost": float(sum(r["cost"] for r in rows)),
-            "p50_ms": _ms(_percentile(durations, 0.5)), "p95_ms": _ms(_percentile(durations, 0.95)),
-        })
-    return out
-
-
-def _timeline(runs: Sequence[sqlite3.Row], calls: Sequence[sqlite3.Row], bucket_s: int) -> list[dict[str, Any]]:
-    width = bucket_s * 1_000_000_000
-    buckets: dict[int, dict[str, Any]] = {}
-
-    def at(ns: int) -> dict[str, Any]:
-        key = ns // width * width
-        if key not in buckets:
-            buckets[key] = {"t": key, "runs": 0, "escalated": 0, "known": 0, "errors": 0,
-                            "tokens": 0, "cost": 0.0, "models": {}}
-        return buckets[key]
-
-    for r in runs:
-        b = at(r["start_ns"])
-        b["runs"] += 1
-        b["errors"] += r["status"] == "error"
-        if r["llm_called"] is not None:
-            b["known"] += 1
-            b["escalated"] += bool(r["llm_called"])
-        b["tokens"] += int(r["tokens"])
-        b["cost"] += float(r["cost"])
-    for c in calls:
-        per = at(c["start_ns"])["models"].setdefault(c["model"] or "?", {"calls": 0, "tokens": 0, "cost": 0.0})
-        per["calls"] += 1
-        per["tokens"] += int(c["input_tokens"]) + int(c["output_tokens"])
-        per["cost"] += float(c["cost"])
-    out = []
-    for key in sorted(buckets):
-        b = buckets.pop(key)
+def _runs_by_flow_and_time(
+    db: sqlite3.Connection, where: str, args: list[Any], width: int
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    flows: dict[Any, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0.0])
+    timeline: dict[int, dict[str, Any]] = {}
+    for name, key, runs, errors, escalated, known, tokens, cost in db.execute(
+        f"SELECT flow, start_ns / {width} AS b, count(*), total(status = 'error'), total(llm_called = 1), "
+        "count(llm_called), total(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), "
+        f"total(COALESCE(cost, 0)) FROM runs WHERE {where} GROUP BY flow, b", args,
+    ):
+        for i, value in enumerate((runs, errors, escalated, known, tokens, cost)):
+            flows[name][i] += value
+        b = _bucket(timeline, key, width)
+        b["runs"] += runs
+        b["errors"] += int(errors)
+        b["escalated"] += int(escalated)
+        b["known"] += known
+        b["tokens"] += int(tokens)
+        b["cost"] += float(cost)
+    for b in timeline.values():
         b["escalation_rate"] = _rate(b["escalated"], b.pop("known"))
         b["error_rate"] = _rate(b["errors"], b["runs"])
-        out.append(b)
+    durations = _grouped(db.execute(f"SELECT flow, end_ns - start_ns FROM runs WHERE {where}", args).fetchall())
+    rows = []
+    for name in sorted(flows, key=lambda n: n or ""):
+        runs, errors, escalated, known, tokens, cost = flows[name]
+        ordered = durations.get(name, [])
+        rows.append({
+            "flow": name or "?", "runs": int(runs), "errors": int(errors), "error_rate": _rate(int(errors), int(runs)),
+            "escalated": int(escalated), "escalation_rate": _rate(int(escalated), int(known)),
+            "p50_ms": _ms(_percentile(ordered, 0.5)), "p95_ms": _ms(_percentile(ordered, 0.95)),
+            "tokens": int(tokens), "cost": float(cost),
+        })
+    return rows, timeline
+
+
+_FINE = 1000  # score bins of 0.001: scores are recorded with 6 decimals
+
+
+def _route_rows(db: sqlite3.Connection, since: int | None, until: int | None, flow: str | None,
+                route: str | None, bins: int) -> list[dict[str, Any]]:
+    where, args = _clause(since, until, flow=flow, route=route)
+    # per route, how many scores fall in each 0.001 bin: exact shares at 0.05 steps and the
+    # histogram, without fetching or sorting every score
+    groups: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for f, r, cell, n, large, first, last in db.execute(
+        f"SELECT flow, route, min({_FINE}, max(0, CAST(round(score * 1000000) AS INTEGER) / 1000)) AS cell, "
+        "count(*), total(choice = 'large'), min(start_ns), max(start_ns) "
+        f"FROM decisions WHERE {where} GROUP BY flow, route, cell", args,
+    ):
+        g = groups.setdefault((f, r), {"cells": [0] * (_FINE + 1), "n": 0, "large": 0, "first": first, "last": last})
+        g["cells"][cell] = n
+        g["n"] += n
+        g["large"] += int(large)
+        g["first"], g["last"] = min(g["first"], first), max(g["last"], last)
+    out = []
+    for (f, r) in sorted(groups, key=lambda k: (k[0] or "", k[1] or "")):
+        g = groups[(f, r)]
+        cells, n = g["cells"], g["n"]
+        above = [0] * (_FINE + 2)  # above[i]: scores >= i / 1000
+        for i in range(_FINE, -1, -1):
+            above[i] = above[i + 1] + cells[i]
+        edges = [round(i * _FINE / bins) for i in range(bins + 1)]
+        counts = [above[edges[i]] - above[edges[i + 1]] for i in range(bins)]
+        counts[-1] += cells[_FINE]  # a score of exactly 1.0 belongs to the last bin
+        latest_where, latest_args = _clause(since, until, flow=f, route=r)
+        router, threshold = db.execute(
+            f"SELECT router, threshold FROM decisions WHERE {latest_where} ORDER BY start_ns DESC LIMIT 1",
+            latest_args).fetchone()
+        out.append({
+            "flow": f or "?", "route": r or "?", "router": router, "decisions": n, "large": g["large"],
+            "escalation_rate": _rate(g["large"], n), "threshold": threshold, "first_ns": g["first"],
+            "last_ns": g["last"], "histogram": {"bins": bins, "counts": counts},
+            # score >= threshold goes to the large model
+            "would_escalate": [{"threshold": t, "share": round(above[round(t * _FINE)] / n, 4)} for t in THRESHOLDS],
+        })
     return out
+
+
+def _calls_by_model_and_time(
+    db: sqlite3.Connection, where: str, args: list[Any], width: int, timeline: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    models: dict[Any, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    for name, key, calls, errors, tokens_in, tokens_out, cost in db.execute(
+        f"SELECT model, start_ns / {width} AS b, count(*), total(status = 'error'), "
+        "total(COALESCE(input_tokens, 0)), total(COALESCE(output_tokens, 0)), total(COALESCE(cost, 0)) "
+        f"FROM calls WHERE {where} GROUP BY model, b", args,
+    ):
+        for i, value in enumerate((calls, errors, tokens_in, tokens_out, cost)):
+            models[name][i] += value
+        b = _bucket(timeline, key, width)
+        if b.pop("known", None) is not None:  # a bucket with calls but no run span
+            b["escalation_rate"] = b["error_rate"] = None
+        b["models"][name or "?"] = {"calls": calls, "tokens": int(tokens_in + tokens_out), "cost": float(cost)}
+    durations = _grouped(db.execute(f"SELECT model, duration_ns FROM calls WHERE {where}", args).fetchall())
+    rows = []
+    for name in sorted(models, key=lambda n: n or ""):
+        calls, errors, tokens_in, tokens_out, cost = models[name]
+        rows.append({
+            "model": name or "?", "calls": int(calls), "errors": int(errors), "input_tokens": int(tokens_in),
+            "output_tokens": int(tokens_out), "cost": float(cost),
+            "p50_ms": _ms(_percentile(durations.get(name, []), 0.5)),
+            "p95_ms": _ms(_percentile(durations.get(name, []), 0.95)),
+        })
+    return rows
 
 
 # -- calibration ---------------------------------------------------------------------------
@@ -529,32 +563,6 @@ class Calibration:
         return asdict(self)
 
 
-def route_scores(
-    store: TraceStore, *, flow: str | None = None, route: str | None = None,
-    since: int | None = None, until: int | None = None,
-) -> dict[tuple[str, str], list[sqlite3.Row]]:
-    """Recorded routing decisions by ``(flow, route)``, oldest first."""
-    sync(store)
-    where, args = [], []
-    for clause, value in (("flow = ?", flow), ("route = ?", route), ("start_ns >= ?", since),
-                          ("start_ns < ?", until)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    db = _connect(store)
-    try:
-        rows = db.execute(
-            "SELECT flow, route, router, score, threshold, choice, start_ns FROM decisions"
-            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns", args,
-        ).fetchall()
-    finally:
-        db.close()
-    groups: dict[tuple[str, str], list[sqlite3.Row]] = defaultdict(list)
-    for r in rows:
-        groups[(r["flow"] or "?", r["route"] or "?")].append(r)
-    return dict(groups)
-
-
 def calibrate(
     store: TraceStore, rate: float, *, flow: str | None = None, route: str | None = None,
     since: int | None = None, until: int | None = None,
@@ -576,21 +584,35 @@ def calibrate(
 
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be between 0 and 1, got {rate}")
-    groups = route_scores(store, flow=flow, route=route, since=since, until=until)
-    if not groups:
-        what = " ".join(f"{k} {v!r}" for k, v in (("flow", flow), ("route", route)) if v) or "any route"
-        raise ValueError(f"no recorded router scores for {what} in {store.path}"
-                         + (" in that time window" if since or until else ""))
-    if len(groups) > 1:
-        names = ", ".join(f"{f}/{r} ({len(v)})" for (f, r), v in sorted(groups.items()))
-        raise ValueError(f"scores of several routes match: {names}; pick one with --flow and --route")
-    (key, rows), = groups.items()
-    scores = [float(r["score"]) for r in rows]
+    sync(store)
+    where, args = _clause(since, until, flow=flow, route=route)
+    db = _connect(store)
+    db.row_factory = None
+    try:
+        groups = db.execute(f"SELECT flow, route, count(*) FROM decisions WHERE {where} "
+                            "GROUP BY flow, route ORDER BY flow, route", args).fetchall()
+        if not groups:
+            what = " ".join(f"{k} {v!r}" for k, v in (("flow", flow), ("route", route)) if v) or "any route"
+            raise ValueError(f"no recorded router scores for {what} in {store.path}"
+                             + (" in that time window" if since or until else ""))
+        if len(groups) > 1:
+            names = ", ".join(f"{f}/{r} ({n})" for f, r, n in groups)
+            raise ValueError(f"scores of several routes match: {names}; pick one with --flow and --route")
+        (group_flow, group_route, count), = groups
+        where, args = _clause(since, until, flow=group_flow, route=group_route)
+        scores = [s for (s,) in db.execute(f"SELECT score FROM decisions WHERE {where} ORDER BY score", args)]
+        first, last, large = db.execute(
+            f"SELECT min(start_ns), max(start_ns), total(choice = 'large') FROM decisions WHERE {where}", args
+        ).fetchone()
+        router, current = db.execute(
+            f"SELECT router, threshold FROM decisions WHERE {where} ORDER BY start_ns DESC LIMIT 1", args
+        ).fetchone()
+    finally:
+        db.close()
     threshold = threshold_for_rate(scores, rate)
     return Calibration(
-        flow=key[0], route=key[1], router=rows[-1]["router"], threshold=threshold,
-        target_rate=rate, rate=round(sum(s >= threshold for s in scores) / len(scores), 4),
-        scores=len(scores), first_ns=rows[0]["start_ns"], last_ns=rows[-1]["start_ns"],
-        current_threshold=rows[-1]["threshold"],
-        current_rate=round(sum(r["choice"] == "large" for r in rows) / len(rows), 4),
+        flow=group_flow or "?", route=group_route or "?", router=router, threshold=threshold,
+        target_rate=rate, rate=round((count - bisect.bisect_left(scores, threshold)) / count, 4),
+        scores=count, first_ns=first, last_ns=last, current_threshold=current,
+        current_rate=round(large / count, 4),
     )

@@ -39,12 +39,15 @@ def test_derived_tables_follow_new_spans(tmp_path):
     store.add(run_rows("a" * 32, "f", 1_000, score=0.7, question="Where is my parcel?", choice="large"))
     assert queries.sync(store) == 3 and queries.sync(store) == 0  # nothing new: nothing scanned
     assert queries.search_runs(store, queries.RunFilter(q="parcel"))["total"] == 1
+    assert queries.stats(store)["flows"][0]["runs"] == 1
     store.add(run_rows("b" * 32, "f", 2_000, score=0.2, question="Refund of 100% please"))
     found = queries.search_runs(store, queries.RunFilter(q="100%"))  # synced on read
     assert [r["trace_id"] for r in found["runs"]] == ["b" * 32]
     assert queries.search_runs(store, queries.RunFilter(q="10_%"))["total"] == 0
-    groups = queries.route_scores(store)
-    assert [float(r["score"]) for r in groups[("f", "gate")]] == [0.7, 0.2]
+    assert queries.stats(store)["flows"][0]["runs"] == 2  # new spans: not the cached answer
+    (gate,) = queries.stats(store)["routes"]
+    assert gate["decisions"] == 2 and gate["large"] == 1 and gate["histogram"]["counts"][14] == 1  # 0.7
+    assert queries.calibrate(store, 0.5).threshold == 0.7
     stats = queries.stats(store)
     assert stats["models"][0]["calls"] == 2 and stats["models"][0]["p50_ms"] == 4.0
 

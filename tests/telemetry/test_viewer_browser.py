@@ -116,6 +116,7 @@ def test_search_filters_refresh_and_span_panel(viewer_store, browser):
         rows = page.locator("#runs tbody tr")
         expect(rows).to_have_count(7)
         expect(page.locator("#page-info")).to_have_text("1–7 of 7 run(s)")
+        page.screenshot(path=str(OUTPUT / "trace_viewer_list.png"), full_page=True)
 
         # search by the service's X-Request-ID, then by a word of the captured question
         page.fill("#search", "req-viewer-0042")
@@ -251,6 +252,7 @@ def test_a_5000_span_trace_renders_only_what_is_visible(tmp_path, browser):
         last.click()
         page.wait_for_selector(f'#waterfall .wf-row.selected[data-id="{span_id}"]')
         assert "the whole question" in page.locator("#span-input").inner_text()
+        page.evaluate("document.querySelector('.timeline').scrollIntoView()")
         page.screenshot(path=str(OUTPUT / "trace_viewer_large.png"))
         assert problems == []
         page.close()
