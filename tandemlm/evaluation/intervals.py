@@ -126,8 +126,8 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 def random_bound(
-    weak: Sequence[float],
-    strong: Sequence[float],
+    weak: Sequence[float] | np.ndarray,
+    strong: Sequence[float] | np.ndarray,
     *,
     seeds: int = SEEDS,
     num_results: int = 10,

@@ -199,7 +199,7 @@ def _metric_dict(m: Any) -> dict[str, Any]:
 
 
 def router_metrics(
-    scores: Sequence[float], weak: Sequence[float], strong: Sequence[float], *, seed: int = 0,
+    scores: Sequence[float] | Any, weak: Sequence[float] | Any, strong: Sequence[float] | Any, *, seed: int = 0,
     seeds: int | None = None, resamples: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """APGR, AUC, AIQ and CPT of a router beside the random and oracle routers.
@@ -219,7 +219,7 @@ def router_metrics(
     resamples = resamples or intervals.RESAMPLES
     out: dict[str, dict[str, Any]] = {}
     w, g, sc = np.asarray(weak, float), np.asarray(strong, float), np.asarray(scores, float)
-    for name, values in (("router", sc), ("oracle", metrics.oracle_scores(w, g))):
+    for name, values in (("router", sc), ("oracle", metrics.oracle_scores(w.tolist(), g.tolist()))):
         try:
             m, _ = metrics.evaluate_scores(name, values, w, g)
         except ValueError as exc:
