@@ -52,6 +52,7 @@ _BUILTIN_NODES: dict[str, str] = {
     "arbitrate": "tandemlm.nodes.arbitrate:Arbitrate",
     "sample": "tandemlm.nodes.rerank:Sample",
     "rerank": "tandemlm.nodes.rerank:Rerank",
+    "consistency": "tandemlm.nodes.consistency:Consistency",
 }
 _BUILTIN_ROUTERS: dict[str, str] = {
     "rule": "tandemlm.nodes.routers.rule:RuleRouter",
@@ -66,6 +67,7 @@ _BUILTIN_ROUTERS: dict[str, str] = {
     "sticky": "tandemlm.nodes.routers.sticky:StickyRouter",
     "flag": "tandemlm.nodes.routers.flag:FlagRouter",
     "guarded": "tandemlm.nodes.routers.guarded:GuardedRouter",
+    "consistency": "tandemlm.nodes.routers.consistency:ConsistencyRouter",
 }
 
 _registered: dict[str, dict[str, Any]] = {NODE_GROUP: {}, ROUTER_GROUP: {}}

@@ -81,6 +81,10 @@ SCENARIOS = [
     Scenario("cascade", "escalated", "What is 2+2?", lambda: {
         "slm": keyed(confident("maybe 5", 0.1)), "llm": keyed("4")}, True),
     # the LLM is remote (provider openai); here a fake with the preset's local: false
+    Scenario("cascade_consistency", "slm-agrees", "What is 2+2?", lambda: {
+        "slm": keyed("Answer: 4"), "llm": keyed("4")}, False),
+    Scenario("cascade_consistency", "escalated", "What is 2+2?", lambda: {
+        "slm": ScriptedChatModel(replies=["Answer: 3", "Answer: 5", "Answer: 4"]), "llm": keyed("4")}, True),
     Scenario("edge_cloud", "slm-sure", "What is 2+2?", lambda: {
         "slm": keyed(confident("4", 0.99)), "llm": keyed("4")}, False),
     Scenario("edge_cloud", "escalated", "What is 2+2?", lambda: {
