@@ -2,18 +2,25 @@
 
 In a terminal: one rich progress line for the whole run (``cascade  12/60  14.2 s/item
 ETA 11m20s``), whatever the number of flows or sweep points. Elsewhere (CI logs, ``nohup``,
-a file): a plain line every ``interval`` seconds and one at the end, so a long run is never
-silent. Cached results count as done but not in the time per item, which is the mean
+a file): a plain line every ``interval`` seconds (from a timer, so a slow item does not
+silence the log) and one at the end, so a long run is never silent. Cached results count as done but not in the time per item, which is the mean
 duration of the items that really ran.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any
 
 __all__ = ["EvalProgress", "format_duration"]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def format_duration(seconds: float) -> str:
@@ -60,10 +67,19 @@ class EvalProgress:
         self._started = time.monotonic()
         self._last_line = self._started
         self._bar: Any = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
         if live is None:
             live = bool(getattr(self._stream, "isatty", lambda: False)())
         if live:
             self._start_bar()
+        elif interval > 0:
+            threading.Thread(target=self._beat, name="eval-progress", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            if time.monotonic() - self._last_line >= self._interval:
+                self._line()
 
     def _start_bar(self) -> None:
         from rich.console import Console
@@ -85,7 +101,8 @@ class EvalProgress:
             console=Console(file=self._stream),
             transient=False,
         )
-        self._task = self._bar.add_task(self.title, total=self.total, rate="", eta="")
+        # the description column is markup: a flow name like "[draft]" must print as is
+        self._task = self._bar.add_task(_escape(self.title), total=self.total, rate="", eta="")
         self._bar.start()
 
     def per_item(self) -> float | None:
@@ -117,21 +134,22 @@ class EvalProgress:
         if self._bar is not None:
             rate, eta = self.per_item(), self.eta()
             self._bar.update(
-                self._task, advance=1, description=f"{self.title} {label}",
+                self._task, advance=1, description=_escape(f"{self.title} {label}"),
                 rate=f"{rate:.1f} s/item" if rate is not None else "",
                 eta=f"ETA {format_duration(eta)}" if eta is not None else "",
             )
             return
-        now = time.monotonic()
-        if now - self._last_line >= self._interval:
-            self._last_line = now
+        if time.monotonic() - self._last_line >= self._interval:
             self._line()
 
     def _line(self) -> None:
-        print(self.status(), file=self._stream, flush=True)
+        with self._lock:
+            self._last_line = time.monotonic()
+            print(self.status(), file=self._stream, flush=True)
 
     def close(self) -> None:
         """Stop the bar, or print the final plain line."""
+        self._stop.set()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

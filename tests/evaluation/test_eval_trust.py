@@ -319,3 +319,15 @@ def test_report_warns_when_a_threshold_is_above_every_score(tmp_path: Path) -> N
     text = buffer.getvalue()
     assert "threshold 0.900 is above every score: never picks the large model here" in text
     assert "0.700" in text  # the spread's max is shown beside it
+
+
+def test_progress_lines_keep_coming_while_an_item_runs() -> None:
+    import time
+
+    stream = io.StringIO()
+    progress = EvalProgress(3, title="eval", stream=stream, interval=0.05)
+    deadline = time.monotonic() + 5
+    while stream.getvalue().count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # no item finishes: the timer still writes lines
+    progress.close()
+    assert stream.getvalue().count("eval: 0/3 items") >= 2
