@@ -80,7 +80,8 @@ class _Tracer:
 
 
 def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, set[str]]) -> None:
-    """Reject any path that feeds private data to a model whose spec says ``local: false``.
+    """Reject any path that feeds private data to a model that is not local (``local: false``,
+    or by default a model served on a host other than loopback).
 
     Raises:
         SpecError: naming the node parameter, the private source, the model and the path,
@@ -105,5 +106,6 @@ def check_privacy(spec: FlowSpec, nodes: dict[str, Node], successors: dict[str, 
                     f"{where}.{param}",
                     f"privacy: strict: {what} reaches non-local model {model!r} via "
                     f"{' -> '.join([*path, name])} without a privacy_filter; add a privacy_filter "
-                    f"node and let {name!r} read its output, or mark the model local: true",
+                    f"node and let {name!r} read its output (a model is local only when it runs on "
+                    f"this device: embedded, or served on a loopback address)",
                 )

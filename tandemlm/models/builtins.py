@@ -8,19 +8,26 @@ inside the methods that need them.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tandemlm.errors import ConfigError
-from tandemlm.models.providers import Provider
+from tandemlm.errors import ConfigError, TandemError
+from tandemlm.models.providers import Provider, is_loopback
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from tandemlm.config import Config
     from tandemlm.models.spec import ModelSpec
+
+
+def _ollama_host_is_local(host: str | None) -> bool:
+    """Whether an Ollama host (``None``: ``OLLAMA_HOST``, else 127.0.0.1) is this machine."""
+    address = host if host is not None else os.environ.get("OLLAMA_HOST", "")
+    return not address.strip() or is_loopback(address)
 
 
 def _needs_model(spec: ModelSpec) -> None:
@@ -49,6 +56,27 @@ class AutoProvider(Provider):
         from tandemlm.models.resolve import resolve_role
 
         return resolve_role(spec, config)
+
+    def default_local(self, spec: ModelSpec) -> bool:
+        """Local unless the role may resolve to a server that is not on this machine: the
+        spec's hosts, the role's entry in ``tandem.toml``, or the configured Ollama host."""
+        if spec.host or spec.hosts:
+            return super().default_local(spec)
+        from tandemlm.config import load_config
+
+        try:
+            config = load_config()
+            configured = config.models.get(spec.role or "")
+            if configured is not None:  # resolves as resolve_role merges it
+                from tandemlm.models.spec import ModelSpec
+
+                merged = {**spec.model_dump(exclude={"provider", "local"}), **configured}
+                merged.setdefault("provider", "llamacpp")
+                if merged["provider"] != "auto":
+                    return ModelSpec.model_validate(merged).local
+        except (TandemError, ValueError):
+            return _ollama_host_is_local(None)
+        return config.provider == "embedded" or _ollama_host_is_local(config.ollama.host)
 
     def build(self, spec: ModelSpec) -> BaseChatModel:
         raise ConfigError(f"cannot build a model for provider {spec.provider!r}; resolve it first")
@@ -81,6 +109,10 @@ class OllamaProvider(Provider):
         from tandemlm.models.ollama import check_health
 
         check_health(spec.host, spec.model)
+
+    def default_local(self, spec: ModelSpec) -> bool:
+        """Local when every host (``OLLAMA_HOST`` without one) is a loopback address."""
+        return all(_ollama_host_is_local(host) for host in spec.all_hosts())
 
 
 class LlamaCppProvider(Provider):
@@ -191,6 +223,12 @@ class OpenAIProvider(Provider):
 
     def build(self, spec: ModelSpec) -> BaseChatModel:
         return _openai_chat().make_openai_chat(spec)
+
+    def default_local(self, spec: ModelSpec) -> bool:
+        """Local only when the spec's ``options.base_url`` is a loopback address (a server on
+        this device, e.g. llama.cpp's); without one, remote (whatever ``OPENAI_BASE_URL`` says)."""
+        base_url = spec.options.get("base_url") if isinstance(spec.options, dict) else None
+        return bool(base_url) and is_loopback(str(base_url))
 
     def preflight(self, spec: ModelSpec) -> None:
         _openai_chat().check_server(spec)

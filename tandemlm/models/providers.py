@@ -7,8 +7,9 @@ A provider is a small object (subclass :class:`Provider`) that
 - resolves a spec to a concrete one (:meth:`Provider.resolve`; only ``auto`` does work here),
 - builds the langchain-core ``BaseChatModel`` (:meth:`Provider.build`),
 - checks before a run that the model can be reached (:meth:`Provider.preflight`),
-- says whether its models run on this device unless a spec sets ``local:``
-  (:attr:`Provider.local`; remote models count as large ones and are privacy boundaries).
+- says whether a model runs on this device unless its spec sets ``local:``
+  (:meth:`Provider.default_local`: a loopback host or an embedded model is local, any other
+  address remote; remote models count as large ones and are privacy boundaries).
 
 Built-in providers (``auto``, ``ollama``, ``llamacpp``, ``openai``, ``scripted``, ``keyed``)
 are listed here by import path; third-party packages add theirs through the entry point group
@@ -29,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,6 +72,12 @@ class Provider:
     hosts: ClassVar[bool] = False
     options_model: ClassVar[type[BaseModel] | None] = None
 
+    def default_local(self, spec: ModelSpec) -> bool:
+        """Whether ``spec``'s model runs on this device when the spec does not set ``local``:
+        with a ``host``/``hosts``, whether every one is a loopback address; else :attr:`local`."""
+        given = [h for h in (spec.host, *(spec.hosts or [])) if h]
+        return all(is_loopback(h) for h in given) if given else self.local
+
     def check(self, spec: ModelSpec) -> None:
         """Raise ``ValueError`` when ``spec`` lacks something this provider needs.
 
@@ -103,6 +111,31 @@ class Provider:
     def preflight(self, spec: ModelSpec) -> None:
         """Check, before a run, that the model can be used (raise
         :class:`~tandemlm.errors.ModelUnavailableError` with the fix). Default: nothing."""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a host, ``host:port`` or URL names this machine: ``localhost`` (and
+    ``*.localhost``), ``127.0.0.0/8``, ``::1``, or the bind-all ``0.0.0.0``/``::`` (reached
+    through loopback). Any other name or address is remote (a LAN server too)."""
+    raw = address.strip()
+    rest = raw.split("://", 1)[1] if "://" in raw else raw
+    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if netloc.startswith("["):  # [::1]:11434
+        host = netloc[1:].split("]", 1)[0]
+    elif netloc.count(":") > 1:  # a bare IPv6 address
+        host = netloc
+    else:
+        host = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    host = host.strip().rstrip(".").lower()
+    if not host:  # ":11434" (the ollama CLI's form) means this machine
+        return raw.startswith(":") or raw == ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 class FactoryProvider(Provider):

@@ -45,8 +45,10 @@ class ModelSpec(BaseModel):
         params: generation parameters.
         context_window: tokens of context the model is loaded with.
         local: whether the model runs on this device (privacy decisions depend on it; a
-            call to a non-local model counts as a large-model call). Default: the
-            provider's (``True`` for the built-in ones).
+            call to a non-local model counts as a large-model call). Default: by where it
+            runs: embedded models and servers on a loopback address (``localhost``,
+            ``127.0.0.1``, ``::1``) are local, any other host is remote (Ollama without a
+            ``host``: ``OLLAMA_HOST``; ``openai``: its ``base_url``, remote without one).
         price_in: price per 1k input tokens (any currency unit, used for cost accounting).
         price_out: price per 1k output tokens.
         host: Ollama host URL (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434).
@@ -87,11 +89,11 @@ class ModelSpec(BaseModel):
     def _check(self) -> ModelSpec:
         entry = provider_entry(self.provider)
         entry.check(self)
-        if "local" not in self.model_fields_set and not entry.local:
-            # the provider's default, without marking it set: to_dict() stays as written
-            self.__dict__["local"] = False
         if self.hosts is not None:
             self._fold_hosts(entry.hosts)
+        if "local" not in self.model_fields_set:
+            # by where it runs (loopback or embedded: local), not marked set: to_dict() stays as written
+            self.__dict__["local"] = entry.default_local(self)
         return self
 
     def _fold_hosts(self, supported: bool) -> None:
