@@ -30,6 +30,9 @@ CASES = {
     "minions": (SMOL, ""),
     "custom_components": ([], "path: count -> budget -> small"),  # SmolLM2 by default
     "subflow": (SMOL, "(inside answer: draft -> gate -> "),
+    "multihop": (SMOL, "search 1: "),
+    "conflict": ([*SMOL, "--outdated"], "decision: "),
+    "rerank": ([*SMOL, "--n", "2"], "pick: candidate "),
     # the remote LLM is a local OpenAI-compatible service (SmolLM2 is unsure here: escalates)
     "edge_cloud": (["--stand-in", "--stand-in-model", "smollm2-135m", "--model", "slm=smollm2-135m"],
                    "path: draft -> gate -> escalate"),
