@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -148,6 +149,11 @@ def test_search_filters_refresh_and_span_panel(viewer_store, browser):
         page.click("#refresh")
         expect(rows).to_have_count(8)
         assert "late" in rows.first.inner_text()
+        page.check("#live")  # live mode polls every 5 s
+        later = json.loads(json.dumps(late).replace("d" * 16, "e" * 16).replace("d" * 32, "e" * 32))
+        assert httpx.post(f"{viewer.url}/v1/traces", json=later).status_code == 200
+        expect(rows).to_have_count(9, timeout=15_000)
+        page.uncheck("#live")
 
         # the chat span of a cascade run: captured messages in and the answer out
         page.goto(f"{viewer.url}/#/run/{viewer_store.cascade_runs[1]}")

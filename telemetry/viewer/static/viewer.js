@@ -110,8 +110,9 @@ function buildRunsView() {
     if (e.target.value === "custom") { from.hidden = to.hidden = false; return; }
     setRunParam({ since: e.target.value, until: "" }); } },
     [["", "any time"], ...RELATIVE.map(r => [r, "last " + r]), ["custom", "from … to …"]].map(([v, t]) => el("option", { value: v }, t)));
-  const live = el("input", { type: "checkbox", id: "live", onchange: e => { stopLive(); if (e.target.checked) liveTimer = setInterval(() => { if (!document.hidden) loadRuns(hashParams()); }, 5000); } });
-  const refresh = el("button", { id: "refresh", title: "Reload the list", onclick: () => loadRuns(hashParams()) }, "↻ Refresh");
+  const reload = () => loadRuns(hashParams()).catch(err => { if (runsView) runsView.info.textContent = "could not load the runs: " + (err.message || err); });
+  const live = el("input", { type: "checkbox", id: "live", onchange: e => { stopLive(); if (e.target.checked) liveTimer = setInterval(() => { if (!document.hidden) reload(); }, 5000); } });
+  const refresh = el("button", { id: "refresh", title: "Reload the list", onclick: reload }, "↻ Refresh");
   const prev = el("button", { id: "page-prev", onclick: () => { const p = hashParams(); setRunParam({ offset: Math.max(0, Number(p.get("offset") || 0) - PAGE) || "" }); } }, "← newer");
   const next = el("button", { id: "page-next", onclick: () => { const p = hashParams(); setRunParam({ offset: Number(p.get("offset") || 0) + PAGE }); } }, "older →");
   const info = el("span", { id: "page-info", class: "muted" });
@@ -596,9 +597,8 @@ function showTokenForm() {
 
 async function route() {
   const hash = location.hash || "#/";
-  stopLive();
   const view = hash.startsWith("#/run/") ? "run" : hash.startsWith("#/stats") ? "stats" : "runs";
-  if (view !== "runs") runsView = null;
+  if (view !== "runs") { stopLive(); runsView = null; } // live mode lasts while the list is shown
   document.getElementById("nav-runs").className = view === "stats" ? "" : "active";
   document.getElementById("nav-stats").className = view === "stats" ? "active" : "";
   try {
@@ -608,6 +608,7 @@ async function route() {
     } else if (view === "stats") await showStats(hashParams());
     else await showRuns(hashParams());
   } catch (err) {
+    stopLive();
     runsView = null;
     if (err.status === 401) { showTokenForm(); return; }
     app.replaceChildren(el("section", {}, el("h2", {}, "Error"), el("p", { id: "load-error" }, String(err.message || err)), el("a", { href: "#/" }, "← all runs")));
