@@ -24,6 +24,11 @@ Precedence (highest first): explicit settings in a flow spec, environment variab
     [tracing]
     store = ".tandem/traces.db"
 
+    [energy]                # local calls are priced by energy (see tandemlm.models.prices)
+    watts_per_core = 7.0    # power of one busy core (default: server TDP / cores)
+    price_kwh = 0.17        # electricity price, same currency as model prices
+    grid_g_per_kwh = 480    # grid carbon intensity, gCO2e per kWh
+
 Environment: ``TANDEM_PROVIDER`` (auto|ollama|embedded), ``TANDEM_SLM`` / ``TANDEM_LLM``
 (a catalog name, a .gguf path, or ``ollama:NAME``), ``OLLAMA_HOST``, ``TANDEM_HOME``
 (project state directory, default ``.tandem``), ``TANDEM_CONFIG`` (path of the toml file),
@@ -62,6 +67,15 @@ class TracingConfig(BaseModel):
     capture_content: bool = False
 
 
+class EnergyConfig(BaseModel):
+    """``[energy]``: how local compute is priced (defaults and sources: tandemlm.models.prices)."""
+
+    model_config = ConfigDict(extra="forbid")
+    watts_per_core: float = Field(7.0, ge=0.0, le=1000.0)
+    price_kwh: float = Field(0.17, ge=0.0, le=100.0)
+    grid_g_per_kwh: float = Field(480.0, ge=0.0, le=5000.0)
+
+
 class Config(BaseModel):
     """Validated project configuration."""
 
@@ -72,6 +86,7 @@ class Config(BaseModel):
     ollama: OllamaDefaults = Field(default_factory=OllamaDefaults)
     embedded: EmbeddedDefaults = Field(default_factory=EmbeddedDefaults)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
     home: str = ".tandem"
     threads: int | None = Field(None, ge=1, le=4096)
 

@@ -29,6 +29,7 @@ MODEL = "tandem.model"  # model name in the flow spec
 MODEL_LOCAL = "tandem.model.local"
 MODEL_ROLE = "tandem.model.role"
 COST = "tandem.cost"
+ENERGY_JOULES = "tandem.energy.joules"  # local compute energy of a call (priced into COST)
 CONFIDENCE_MEAN = "tandem.confidence.mean_prob"
 CONFIDENCE_MIN = "tandem.confidence.min_prob"
 LATENCY_MS = "tandem.latency_ms"  # reserved; span duration carries call latency

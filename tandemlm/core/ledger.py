@@ -91,12 +91,16 @@ class NodeScope:
 
     def record(self, model: str, *, large: bool, input_tokens: int = 0, output_tokens: int = 0,
                cost: float = 0.0, seconds: float = 0.0, calls: int = 1,
-               meta: dict[str, Any] | None = None) -> None:
-        """Add one model use (counted in the run totals; ``meta`` describes its reply)."""
+               meta: dict[str, Any] | None = None, joules: float = 0.0) -> None:
+        """Add one model use (counted in the run totals; ``meta`` describes its reply).
+        ``joules``: energy of local compute (its price is part of ``cost``); the usage
+        gets a ``joules`` key once some energy was counted."""
         counts = self.usage.setdefault(model, {})
         for key, value in (("calls", calls), ("input_tokens", input_tokens),
                            ("output_tokens", output_tokens), ("cost", cost), ("seconds", seconds)):
             counts[key] = counts.get(key, 0) + value
+        if joules:
+            counts["joules"] = counts.get("joules", 0) + joules
         if large and model not in self.large:
             self.large.append(model)
         self.recorder.add(tokens=input_tokens + output_tokens, cost=cost,

@@ -205,6 +205,16 @@ class ReplayChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    def _cpu(self, message: BaseMessage, started: float) -> BaseMessage:
+        """Keep the process CPU time of an in-process model's call in its metadata, so a
+        replayed reply is priced by the energy the original used (tandemlm.models.prices)."""
+        from tandemlm.models.call import CPU_SECONDS_KEY, computes_here
+
+        if computes_here(self.inner) and isinstance(message, AIMessage):
+            meta = message.response_metadata
+            meta.setdefault(CPU_SECONDS_KEY, round(time.process_time() - started, 6))
+        return message
+
     def _store(self, key: str, message: BaseMessage, seconds: float) -> ChatResult:
         if not isinstance(message, AIMessage):
             message = AIMessage(content=str(message.content))
@@ -223,9 +233,9 @@ class ReplayChatModel(BaseChatModel):
         hit = self._hit(key)
         if hit is not None:
             return hit
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         message = self.inner.invoke(messages, stop=stop, **kwargs)
-        return self._store(key, message, time.perf_counter() - start)
+        return self._store(key, self._cpu(message, cpu), time.perf_counter() - start)
 
     async def _agenerate(
         self,
@@ -238,6 +248,6 @@ class ReplayChatModel(BaseChatModel):
         hit = self._hit(key)
         if hit is not None:
             return hit
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         message = await self.inner.ainvoke(messages, stop=stop, **kwargs)
-        return self._store(key, message, time.perf_counter() - start)
+        return self._store(key, self._cpu(message, cpu), time.perf_counter() - start)

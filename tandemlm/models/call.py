@@ -44,6 +44,16 @@ class ModelReply:
         }
 
 
+CPU_SECONDS_KEY = "cpu_seconds"  # response metadata: process CPU time the call used
+
+
+def computes_here(chat: Any) -> bool:
+    """Whether ``chat`` computes in this process (embedded llama.cpp), so the process CPU
+    time a call uses is its compute (a replaying wrapper: whether the model it wraps does)."""
+    inner = getattr(chat, "wrapped", chat)
+    return getattr(inner, "_llm_type", None) == "llamacpp"
+
+
 def check_budget(call: NodeCall) -> None:
     """Raise :class:`BudgetExceededError` when the run has used up its budget."""
     budget = call.context.settings.budget
@@ -114,6 +124,7 @@ async def call_model(
         if capture:
             _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
         start = time.perf_counter()
+        cpu_start = time.process_time() if computes_here(chat) else None
         try:
             message = await chat.ainvoke(messages, **options)
         except ModelUnavailableError as exc:
@@ -134,7 +145,11 @@ async def call_model(
         meta = message.response_metadata or {}
         finish = meta.get("finish_reason") or meta.get("done_reason")
         confidence = meta.get(CONFIDENCE_KEY)
-        cost = spec.cost(in_tok, out_tok)
+        cpu = meta.get(CPU_SECONDS_KEY)
+        if cpu is None and cpu_start is not None:
+            cpu = time.process_time() - cpu_start
+        joules, energy_cost = spec.energy(cpu, in_tok + out_tok)
+        cost = spec.cost(in_tok, out_tok) + energy_cost
         reply_meta = {
             "confidence": confidence,
             "finish_reason": str(finish) if finish else None,
@@ -142,7 +157,7 @@ async def call_model(
         }
         call.scope.record(
             model, large=entry.large, input_tokens=in_tok,
-            output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta,
+            output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta, joules=joules,
         )
         if recording:
             safely(
@@ -153,6 +168,7 @@ async def call_model(
                     A.GEN_AI_OUTPUT_TOKENS: out_tok,
                     A.GEN_AI_FINISH_REASONS: [str(finish)] if finish else None,
                     A.COST: cost,
+                    A.ENERGY_JOULES: joules or None,
                     A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
                     A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
                     A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
@@ -252,20 +268,23 @@ def record_model_use(
     started_ns: int | None = None,
     finish_reason: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    cpu_seconds: float | None = None,
 ) -> None:
     """Report model work a node ran itself (token-level engines) like a ``call_model`` call.
 
     Records one ``chat`` span for the model (back-dated to ``started_ns`` when given) with
     ``gen_ai.usage.*``, cost, hop events and ``attributes``; metrics; and usage, escalation
-    and budget totals on the node's recorder scope.
+    and budget totals on the node's recorder scope. ``cpu_seconds``: process CPU time the
+    work used (priced by energy, see :meth:`~tandemlm.models.spec.ModelSpec.energy`).
     """
     from tandemlm.telemetry.spans import tracer
 
     entry = call.context.models.entry(model)
     spec = entry.spec
-    cost = spec.cost(input_tokens, output_tokens)
+    joules, energy_cost = spec.energy(cpu_seconds, input_tokens + output_tokens)
+    cost = spec.cost(input_tokens, output_tokens) + energy_cost
     call.scope.record(
-        model, large=entry.large, input_tokens=input_tokens,
+        model, large=entry.large, input_tokens=input_tokens, joules=joules,
         output_tokens=output_tokens, cost=cost, seconds=seconds,
         meta={"confidence": None, "finish_reason": finish_reason, "output_tokens": output_tokens},
     )

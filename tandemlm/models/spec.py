@@ -51,6 +51,12 @@ class ModelSpec(BaseModel):
             ``host``: ``OLLAMA_HOST``; ``openai``: its ``base_url``, remote without one).
         price_in: price per 1k input tokens (any currency unit, used for cost accounting).
         price_out: price per 1k output tokens.
+        price: a list-price table entry (:data:`tandemlm.models.prices.REMOTE_PRICES`, e.g.
+            ``gpt-4o-mini``) that sets ``price_in``/``price_out`` when they are not given.
+        watts_per_core: power of one busy core while this (embedded) model computes
+            (default: ``tandem.toml``'s ``[energy]``, see :mod:`tandemlm.models.prices`).
+        joules_per_token: energy per input+output token, for local models whose CPU time
+            this process cannot measure (a local Ollama server); overrides CPU time.
         host: Ollama host URL (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434).
         hosts: several Ollama hosts serving the same model (at most 32): calls are spread
             over the healthy ones and fail over when one dies (see
@@ -72,6 +78,9 @@ class ModelSpec(BaseModel):
     local: bool = True
     price_in: float = Field(0.0, ge=0.0)
     price_out: float = Field(0.0, ge=0.0)
+    price: str | None = Field(None, max_length=128)
+    watts_per_core: float | None = Field(None, ge=0.0, le=1000.0)
+    joules_per_token: float | None = Field(None, ge=0.0, le=1000.0)
     host: str | None = Field(None, max_length=2048)
     hosts: list[str] | None = Field(None, min_length=1, max_length=MAX_HOSTS)
     timeout: float = Field(120.0, gt=0.0, le=86_400.0)
@@ -94,7 +103,22 @@ class ModelSpec(BaseModel):
         if "local" not in self.model_fields_set:
             # by where it runs (loopback or embedded: local), not marked set: to_dict() stays as written
             self.__dict__["local"] = entry.default_local(self)
+        if self.price is not None:
+            self._list_price(self.price)
         return self
+
+    def _list_price(self, name: str) -> None:
+        from tandemlm.models.prices import REMOTE_PRICES
+
+        if name not in REMOTE_PRICES:
+            known = ", ".join(sorted(REMOTE_PRICES))
+            raise ValueError(f"price: no list price for {name!r} (known: {known}); give price_in/price_out")
+        price_in, price_out = REMOTE_PRICES[name].per_1k()
+        # as a provider default does: not marked set, so to_dict() stays as written
+        if "price_in" not in self.model_fields_set:
+            self.__dict__["price_in"] = price_in
+        if "price_out" not in self.model_fields_set:
+            self.__dict__["price_out"] = price_out
 
     def _fold_hosts(self, supported: bool) -> None:
         if not supported:
@@ -115,5 +139,23 @@ class ModelSpec(BaseModel):
         return list(self.hosts) if self.hosts else [self.host]
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """Cost of one call from this spec's prices."""
+        """Cost of one call from this spec's token prices (energy: :meth:`energy`)."""
         return (input_tokens * self.price_in + output_tokens * self.price_out) / 1000.0
+
+    def energy(self, cpu_seconds: float | None, tokens: int, prices: Any = None) -> tuple[float, float]:
+        """``(joules, cost)`` of one local call: ``joules_per_token`` x tokens when set, else
+        ``cpu_seconds`` (measured process CPU time, ``None`` if not measurable) x
+        ``watts_per_core``; remote models and unmeasured calls use none. ``prices``: an
+        :class:`~tandemlm.models.prices.EnergyPrices` (default: the project's)."""
+        if not self.local or (self.joules_per_token is None and cpu_seconds is None):
+            return 0.0, 0.0
+        from tandemlm.models.prices import EnergyPrices, energy_prices
+
+        base = prices or energy_prices()
+        if self.watts_per_core is not None:
+            base = EnergyPrices(self.watts_per_core, base.price_kwh, base.grid_g_per_kwh)
+        if self.joules_per_token is not None:
+            joules = self.joules_per_token * max(0, tokens)
+        else:
+            joules = base.joules(cpu_seconds or 0.0)
+        return joules, base.cost(joules)
