@@ -40,6 +40,8 @@ from tandemlm.telemetry.spans import add_event, set_attributes, span
 
 MAX_INPUT_CHARS = 200_000
 FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
+# context.extras key: (run context, scopes of its nodes), for the totals of a failed run
+RUN_SCOPES = "tandem.run_scopes"
 
 
 @dataclass
@@ -97,6 +99,9 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
     async def run_node(state: dict[str, Any], runtime: Runtime[TandemContext]) -> dict[str, Any]:
         context = runtime.context
         scope = context.recorder.scope(name, type_name, state, reads)
+        held = context.extras.get(RUN_SCOPES)
+        if held is not None and held[0] is context:  # a sub-flow's nodes roll up into their node
+            held[1].append(scope)
         with span(f"node {name}", {**attrs, A.FLOW: context.flow}) as current:
             try:
                 result = await node.run(state, NodeCall(name, context, scope))
@@ -406,6 +411,7 @@ class CompiledFlow:
         run_id = uuid.uuid4().hex
         context = self.context(capture_content=capture_content)
         context.extras["run_id"] = run_id
+        context.extras[RUN_SCOPES] = (context, [])
         attrs = {
             A.FLOW: self.spec.name,
             A.RUN_ID: run_id,
@@ -417,6 +423,8 @@ class CompiledFlow:
             try:
                 state = await self._invoke(initial, config, context, emit)
             except BaseException as exc:
+                if run_span.is_recording():  # LangGraph returns no state on error: the nodes' scopes
+                    safely(_record_failed_run, run_span, context, self._roles)
                 safely(set_attributes, run_span, {
                     A.RUN_STATUS: "error",
                     A.RUN_ERROR_NODE: getattr(exc, "node", None) or context.extras.get(FAILED_NODE),
@@ -526,6 +534,16 @@ class CompiledFlow:
             vars=outputs,
             large_models=ledger.large_models_called(steps),
         )
+
+
+def _record_failed_run(run_span: Any, context: TandemContext, roles: Mapping[str, str | None]) -> None:
+    """Totals of a failed run (tokens, cost, models, path) from what its nodes recorded,
+    the failed node and the nodes that never finished included: their models did run."""
+    scopes = context.extras.get(RUN_SCOPES, (None, []))[1]
+    partial = {"ledger": [scope.entry(()) for scope in scopes]}
+    attributes = runinfo.run_attributes(partial, roles, context.recorder.escalations)
+    attributes.pop(A.RUN_STATUS, None)
+    set_attributes(run_span, attributes)
 
 
 def _record_run_span(run_span: Any, state: dict[str, Any], roles: Mapping[str, str | None],

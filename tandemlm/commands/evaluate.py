@@ -223,6 +223,6 @@ def distill(
         )
     count = write_sft(records, out_file)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.skipped.items())) or "none"
-    out.print(f"wrote {count} SFT records to {out_file} (skipped: {skipped})")
+    out.print(f"wrote {count} SFT records to {out_file} (skipped: {skipped})", markup=False)
     if count == 0 and from_traces and stats.skipped.get("no captured content"):
         err.print("hint: run flows with --capture-content (or settings.capture_content) to record prompts and answers")

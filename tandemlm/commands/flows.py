@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from tandemlm.commands._common import apply_model_overrides, err, out, parse_variables, print_json
+from tandemlm.commands._common import (
+    apply_model_overrides,
+    err,
+    esc,
+    out,
+    parse_variables,
+    print_json,
+)
 
 ModelOption = Annotated[
     list[str] | None,
@@ -37,8 +44,6 @@ def run(
     ] = None,
 ) -> None:
     """Run a flow on one question and print the answer, the path, models, tokens and time."""
-    from rich.markup import escape
-
     from tandemlm.errors import SpecError
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.flows.compiler import MAX_INPUT_CHARS
@@ -58,7 +63,7 @@ def run(
     compiled = compile_flow(spec, checkpointer=checkpointer)
     resolved = compiled.models.describe()
     compiled.models.preflight()
-    err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim")
+    err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim", markup=False)
     with cli_tracing():
         result = asyncio.run(
             compiled.arun(
@@ -73,20 +78,22 @@ def run(
         return
     out.print(result.answer or "(empty answer)", markup=False)
     out.print()
-    out.print(f"[bold]path[/]     {' -> '.join(result.path)}")
+    out.print(f"[bold]path[/]     {esc(' -> '.join(result.path))}")
     for decision in result.decisions:
         figures = "".join(
             f"{key} {decision[key]:.3f} " for key in ("score", "threshold")
             if isinstance(decision.get(key), (int, float))
         )
-        reason = f" ({escape(str(decision['reason']))})" if decision.get("reason") else ""
-        out.print(f"[bold]decision[/] {decision.get('router', '?')}: {figures}-> {decision.get('choice')}{reason}")
-    out.print(f"[bold]answered[/] {result.answered_by or '-'}" + (" (degraded)" if result.degraded else ""))
-    large = ", ".join(result.large_models)
+        reason = f" ({esc(decision['reason'])})" if decision.get("reason") else ""
+        out.print(f"[bold]decision[/] {esc(decision.get('router', '?'))}: {figures}-> "
+                  f"{esc(decision.get('choice'))}{reason}")
+    out.print(f"[bold]answered[/] {esc(result.answered_by or '-')}" + (" (degraded)" if result.degraded else ""))
+    large = esc(", ".join(result.large_models))
     out.print(f"[bold]large[/]    {'called: ' + large if large else 'not called'}")
     for name, usage in result.usage.items():
         out.print(
-            f"[bold]model[/]    {name} ({result.models.get(name, '?')}): {int(usage.get('calls', 0))} call(s), "
+            f"[bold]model[/]    {esc(name)} ({esc(result.models.get(name, '?'))}): "
+            f"{int(usage.get('calls', 0))} call(s), "
             f"{int(usage.get('input_tokens', 0))} in / {int(usage.get('output_tokens', 0))} out tokens, "
             f"{usage.get('seconds', 0):.2f}s"
         )
@@ -99,7 +106,8 @@ def validate(flow: Annotated[str, typer.Argument(help="Preset name or flow file.
 
     compiled = compile_flow(flow)
     spec = compiled.spec
-    out.print(f"ok: {spec.name} ({len(spec.nodes)} nodes, {len(spec.edges)} edges, {len(spec.routes)} routes)")
+    out.print(f"ok: {spec.name} ({len(spec.nodes)} nodes, {len(spec.edges)} edges, {len(spec.routes)} routes)",
+              markup=False)
 
 
 def graph(flow: Annotated[str, typer.Argument(help="Preset name or flow file.")]) -> None:
@@ -118,4 +126,4 @@ def flows_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         print_json(rows)
         return
     for row in rows:
-        out.print(f"[bold]{row['name']}[/]\n  {row['description']}")
+        out.print(f"[bold]{esc(row['name'])}[/]\n  {esc(row['description'])}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tandemlm.commands._common import out, print_json
+from tandemlm.commands._common import esc, out, print_json
 from tandemlm.errors import SpecError
 
 Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
@@ -79,10 +79,10 @@ def index_add(
     out.print(
         f"{collection}: {report.files} files, {report.chunks} chunks: {report.added} added, "
         f"{report.updated} updated, {report.unchanged} unchanged, {report.removed} removed; "
-        f"{data['total']} chunks in the collection"
+        f"{data['total']} chunks in the collection", markup=False
     )
     for skipped in report.skipped:
-        out.print(f"skipped (unsupported type): {skipped}")
+        out.print(f"skipped (unsupported type): {skipped}", markup=False)
 
 
 def index_query(
@@ -114,7 +114,7 @@ def index_query(
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
         position = hit.metadata.get("position", "")
-        out.print(f"[bold]{hit.score:.3f}[/]  {hit.source}#{position}  {snippet}", markup=True)
+        out.print(f"[bold]{hit.score:.3f}[/]  {esc(f'{hit.source}#{position}  {snippet}')}")
 
 
 def _parse_where(where: str | None) -> dict[str, Any] | None:
@@ -157,7 +157,7 @@ def index_stats(
         return
     out.print(
         f"{collection} at {data['location']}: {data['chunks']} chunks from {data['sources']} "
-        f"sources, embedding {data['embedding']}"
+        f"sources, embedding {data['embedding']}", markup=False
     )
     for source, count in data["chunks_per_source"].items():
-        out.print(f"  {source}: {count}")
+        out.print(f"  {source}: {count}", markup=False)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tandemlm.commands._common import out, print_json
+from tandemlm.commands._common import esc, out, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +28,9 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         print_json({"catalog": entries, "roles": roles})
         return
     for entry in entries:
-        out.print(f"[bold]{entry['name']}[/]  " + "  ".join(f"{k}={v}" for k, v in entry.items() if k != "name"))
-    out.print("roles: " + ", ".join(f"{k} -> {v}" for k, v in roles.items()))
+        out.print(f"[bold]{esc(entry['name'])}[/]  "
+                  + esc("  ".join(f"{k}={v}" for k, v in entry.items() if k != "name")))
+    out.print("roles: " + ", ".join(f"{k} -> {v}" for k, v in roles.items()), markup=False)
 
 
 def models_fetch(names: Annotated[list[str], typer.Argument(help="Catalog names to assemble.")]) -> None:
@@ -37,4 +38,4 @@ def models_fetch(names: Annotated[list[str], typer.Argument(help="Catalog names 
     from tandemlm.models.catalog import fetch
 
     for name in names:
-        out.print(f"{name}: {fetch(name)}")
+        out.print(f"{name}: {fetch(name)}", markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tandemlm.commands._common import err, out, print_json
+from tandemlm.commands._common import err, esc, out, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -52,7 +52,8 @@ def router_train(
 
     data = load_table(table, weak, strong)
     err.print(
-        f"training {router} on {len(data.texts)} queries ({data.weak_name} vs {data.strong_name})"
+        f"training {router} on {len(data.texts)} queries ({data.weak_name} vs {data.strong_name})",
+        markup=False,
     )
     options = {"k": k} if router == "knn" else {}
     model = fit_router(router, data, embedding=embedding, **options)
@@ -64,10 +65,10 @@ def router_train(
     if rate is not None:
         extra["threshold"] = threshold_for_rate(np.asarray(model.scores(data.texts)), rate)
     path = model.save(output, **extra)
-    out.print(f"saved {router} router to {path}")
+    out.print(f"saved {router} router to {path}", markup=False)
     spec = f"router: {{type: {router}, path: {path}"
     spec += f", threshold: {extra['threshold']:.4f}}}" if "threshold" in extra else "}"
-    out.print(f"use it in a flow spec: {spec}")
+    out.print(f"use it in a flow spec: {spec}", markup=False)
 
 
 def _load_scores(router_file: str, texts: list[str]) -> object:
@@ -138,7 +139,7 @@ def router_calibrate(
         )
         return
     out.print(
-        f"threshold {threshold:.4f}: {actual:.1%} of {len(texts)} queries go to the large model"
+        f"threshold {threshold:.4f}: {actual:.1%} of {len(texts)} queries go to the large model", markup=False
     )
 
 
@@ -252,7 +253,7 @@ def feedback(
         raise ConfigError(
             f"no pending bandit decision for {run!r} in {state} (unknown or already rated)"
         )
-    out.print(f"recorded score {score} for {updated} decision(s)")
+    out.print(f"recorded score {score} for {updated} decision(s)", markup=False)
 
 
 Queue = Annotated[
@@ -276,8 +277,9 @@ def escalations_list(
         out.print("no escalations")
     for item in items:
         out.print(
-            f"[bold]{item['id']}[/] {item['status']} flow={item['flow']} attempts={item['attempts']} "
-            f"reason={item['reason'][:60]!r}\n  {item['question'][:120]}"
+            f"[bold]{esc(item['id'])}[/] "
+            + esc(f"{item['status']} flow={item['flow']} attempts={item['attempts']} "
+                  f"reason={item['reason'][:60]!r}\n  {item['question'][:120]}")
         )
 
 
@@ -300,7 +302,7 @@ def escalations_replay(
         return
     for item in results:
         out.print(
-            f"{item['id']}: {item['status']} {item.get('answer', item.get('error', ''))[:100]}"
+            f"{item['id']}: {item['status']} {item.get('answer', item.get('error', ''))[:100]}", markup=False
         )
     if not results:
         out.print("nothing to replay")

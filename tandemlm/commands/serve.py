@@ -66,6 +66,9 @@ def serve(
 ) -> None:
     """Serve a flow over HTTP: POST /v1/run, POST /v1/stream (SSE), GET /health, GET /openapi.json,
     and the OpenAI API (POST /v1/chat/completions, GET /v1/models: model tandem/FLOW)."""
+    from tandemlm._extras import require_extra
+
+    require_extra("serve", "tandem serve", "starlette", "uvicorn")
     from tandemlm.flows import compile_flow, load_flow
     from tandemlm.service import ServiceSettings, create_app
     from tandemlm.service import serve as run_server

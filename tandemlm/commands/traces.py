@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tandemlm.commands._common import err, out, print_json
+from tandemlm.commands._common import err, esc, out, print_json
 
 StoreOption = Annotated[
     Path | None,
@@ -44,11 +44,14 @@ def traces_list(
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status (ok, error).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many runs.")] = 20,
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Only runs of this service request (its X-Request-ID).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     store: StoreOption = None,
 ) -> None:
     """List recorded runs, newest first."""
-    runs = _store(store).list_runs(flow=flow, status=status, limit=limit)
+    runs = _store(store).list_runs(flow=flow, status=status, limit=limit, request_id=request_id)
     if as_json:
         print_json(runs)
         return
@@ -63,24 +66,27 @@ def traces_list(
     for r in runs:
         tokens = (r.get("input_tokens") or 0) + (r.get("output_tokens") or 0)
         llm = r.get("llm_calls")
-        status = f"{r['status']:<6}"
+        status = esc(f"{r['status']:<6}")
+        # pad first, then escape: names and models are user text ("[draft]" must print as is)
+        ref = esc(f"{(r.get('run_id') or r['trace_id'])[:8]:<8}")
+        name = esc(f"{r['flow'][:width]:<{width}}")
         out.print(
-            f"{(r.get('run_id') or r['trace_id'])[:8]:<8}  {r['flow'][:width]:<{width}} {_when(r['start_ns']):<14} "
+            f"{ref}  {name} {_when(r['start_ns']):<14} "
             f"{r['duration_ms'] / 1000:>6.2f}s  {'[green]' if r['status'] == 'ok' else '[red]'}{status}[/] "
             f"{'-' if llm is None else llm:>3} {tokens:>7} "
-            f"{'-' if r.get('cost') is None else format(r['cost'], '.6f'):>9}  {', '.join(r['models']) or '-'}"
+            f"{'-' if r.get('cost') is None else format(r['cost'], '.6f'):>9}  {esc(', '.join(r['models']) or '-')}"
         )
 
 
 def _label(span: dict[str, Any]) -> str:
     a = span["attributes"]
     ms = (span["end_ns"] - span["start_ns"]) / 1e6
-    bits = [f"[bold]{span['name']}[/]", f"[dim]{ms:.1f} ms[/]"]
+    bits = [f"[bold]{esc(span['name'])}[/]", f"[dim]{ms:.1f} ms[/]"]
     if a.get("tandem.router.type"):
         bits.append(
-            f"{a['tandem.router.type']} score {a.get('tandem.router.score', 0):.3f} / threshold "
-            f"{a.get('tandem.router.threshold', 0):.3f} -> [bold]{a.get('tandem.router.choice')}[/]"
-            f" ({a.get('tandem.router.reason', '')})"
+            f"{esc(a['tandem.router.type'])} score {a.get('tandem.router.score', 0):.3f} / threshold "
+            f"{a.get('tandem.router.threshold', 0):.3f} -> [bold]{esc(a.get('tandem.router.choice'))}[/]"
+            f" ({esc(a.get('tandem.router.reason', ''))})"
         )
     if a.get("gen_ai.operation.name") == "chat":
         bits.append(
@@ -88,12 +94,14 @@ def _label(span: dict[str, Any]) -> str:
             + (f", cost {a['tandem.cost']:.6f}" if a.get("tandem.cost") else "")
         )
     if span["status"] == "error":
-        bits.append(f"[red]error: {span.get('status_message') or a.get('error.type', '')}[/]")
+        bits.append(f"[red]error: {esc(span.get('status_message') or a.get('error.type', ''))}[/]")
     return "  ".join(bits)
 
 
 def traces_show(
-    run: Annotated[str, typer.Argument(help="Run id or trace id (a unique prefix is enough).")],
+    run: Annotated[
+        str, typer.Argument(help="Run id or trace id (a unique prefix is enough), or a request id (X-Request-ID).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run and its spans as JSON.")] = False,
     store: StoreOption = None,
 ) -> None:
@@ -110,13 +118,14 @@ def traces_show(
         return
     info, spans = detail["run"], detail["spans"]
     root_attrs: dict[str, Any] = next((s["attributes"] for s in spans if not s["parent_id"]), {})
+    request = f"  request {esc(info['request_id'])}" if info.get("request_id") else ""
     out.print(
-        f"[bold]{info['flow']}[/]  {_when(info['start_ns'])}  {info['duration_ms'] / 1000:.2f}s  "
-        f"status {info['status']}  run {info.get('run_id') or info['trace_id']}"
+        f"[bold]{esc(info['flow'])}[/]  {_when(info['start_ns'])}  {info['duration_ms'] / 1000:.2f}s  "
+        f"status {esc(info['status'])}  run {esc(info.get('run_id') or info['trace_id'])}{request}"
     )
     path = root_attrs.get("tandem.run.path")
     if path:
-        out.print(f"path  {' -> '.join(path)}")
+        out.print(f"path  {' -> '.join(path)}", markup=False)
     if info.get("llm_called") is not None:
         calls = info.get("llm_calls")
         out.print(f"large model called  {'yes' if info['llm_called'] else 'no'}"
@@ -126,7 +135,7 @@ def traces_show(
     for s in spans:
         parent = s["parent_id"] if s["parent_id"] in ids else None
         children.setdefault(parent, []).append(s)
-    tree = Tree(f"trace {info['trace_id']}")
+    tree = Tree(f"trace {esc(info['trace_id'])}")
 
     def grow(node: Tree, parent: str | None) -> None:
         for s in children.get(parent, []):
@@ -137,13 +146,14 @@ def traces_show(
                     cross = " [yellow]local -> remote[/]" if a.get("tandem.hop.local_to_remote") else ""
                     red = f", {a['tandem.hop.redactions']} redacted" if a.get("tandem.hop.redactions") else ""
                     branch.add(
-                        f"hop {a.get('tandem.hop.from_node')}({a.get('tandem.hop.from_model') or 'node'}) -> "
-                        f"{a.get('tandem.hop.to_node')}({a.get('tandem.hop.to_model')}): "
-                        f"{a.get('tandem.hop.field')} {a.get('tandem.hop.chars')} chars, "
-                        f"{a.get('tandem.hop.tokens')} tokens{red}{cross}"
+                        esc(f"hop {a.get('tandem.hop.from_node')}({a.get('tandem.hop.from_model') or 'node'}) -> "
+                            f"{a.get('tandem.hop.to_node')}({a.get('tandem.hop.to_model')}): "
+                            f"{a.get('tandem.hop.field')} {a.get('tandem.hop.chars')} chars, "
+                            f"{a.get('tandem.hop.tokens')} tokens{red}") + cross
                     )
                 elif event["name"] == "tandem.error":
-                    branch.add(f"[red]recovered error in {a.get('tandem.error.node')}: {a.get('tandem.error.message')}[/]")
+                    failed = f"recovered error in {a.get('tandem.error.node')}: {a.get('tandem.error.message')}"
+                    branch.add(f"[red]{esc(failed)}[/]")
             grow(branch, s["span_id"])
 
     grow(tree, None)
@@ -153,7 +163,8 @@ def traces_show(
         for name, u in json.loads(usage).items():
             out.print(
                 f"model {name}: {int(u.get('calls', 0))} call(s), {int(u.get('input_tokens', 0))} in / "
-                f"{int(u.get('output_tokens', 0))} out tokens, cost {u.get('cost', 0):.6f}"
+                f"{int(u.get('output_tokens', 0))} out tokens, cost {u.get('cost', 0):.6f}",
+                markup=False,
             )
 
 

@@ -101,17 +101,17 @@ class RayEvalPool:
         workers: number of actors (default: the cluster's CPUs); each takes one CPU.
 
     Raises:
-        ConfigError: Ray is not installed (``pip install 'tandemlm[ray]'``) or the models
-            cannot be sent to the workers.
+        MissingExtraError: Ray is not installed (``pip install 'tandemlm[ray]'``).
+        ConfigError: the models cannot be sent to the workers.
     """
 
     def __init__(
         self, prepared: Sequence[_Prepared], address: str | None = None, workers: int | None = None
     ) -> None:
-        try:
+        from tandemlm._extras import needs_extra
+
+        with needs_extra("ray", "the Ray backend"):
             import ray
-        except ImportError as exc:
-            raise ConfigError("the Ray backend needs Ray: pip install 'tandemlm[ray]'") from exc
         self._ray = ray
         self._started = False
         if not ray.is_initialized():

@@ -46,6 +46,7 @@ import base64
 import datetime as dt
 import html
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ from tandemlm.errors import TandemError
 from tandemlm.evaluation.runner import EvalRun
 
 __all__ = ["load_results", "print_table", "results_data", "write_report"]
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _ITEM_FIELDS = (
@@ -307,10 +310,12 @@ def _errorbar(ax: Any, x: float, summary: Mapping[str, Any], **style: Any) -> No
 
 
 def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]) -> Path:
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
+    from tandemlm._extras import needs_extra
     from tandemlm.evaluation import metrics
+
+    with needs_extra("eval", "plots of an evaluation report"):
+        import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(9.0, 5.2))
     flows = _shown_flows(data)
@@ -389,10 +394,13 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
 
 
 def _plots(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
-    import matplotlib
+    from tandemlm._extras import needs_extra
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with needs_extra("eval", "plots of an evaluation report"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     colours = _colours(data)
     flows = _shown_flows(data)
@@ -574,7 +582,8 @@ def write_report(
         out: output folder (created).
         sweeps: sweep results from :func:`~tandemlm.evaluation.sweep.run_sweeps`.
         meta: facts to record (command, dataset, limit, scorer, threads, machine).
-        plots: also write the PNGs (and embed them in the HTML).
+        plots: also write the PNGs (and embed them in the HTML); without matplotlib (the
+            ``eval`` extra) the report has no plots and a warning says what to install.
         goal: a :class:`~tandemlm.evaluation.goal.Goal` for verdict lines.
 
     Returns:
@@ -585,7 +594,14 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": folder / "results.json"}
     paths["results"].write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str), "utf-8")
-    images = _plots(data, folder) if plots else {}
+    images: dict[str, Path] = {}
+    if plots:
+        from tandemlm._extras import MissingExtraError
+
+        try:
+            images = _plots(data, folder)
+        except MissingExtraError as exc:  # the figures are in results.json and the HTML tables
+            log.warning("%s; the report has no plots", exc)
     paths.update(images)
     paths["html"] = folder / "report.html"
     paths["html"].write_text(_html(data, images), "utf-8")

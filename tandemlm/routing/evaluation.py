@@ -156,10 +156,13 @@ def format_rows(rows: list[tuple[RouterMetrics, Curve]]) -> str:
 
 def plot(rows: list[tuple[RouterMetrics, Curve]], path: str | Path, title: str) -> Path:
     """The cost-quality curves as a PNG (matplotlib, Agg backend)."""
-    import matplotlib
+    from tandemlm._extras import needs_extra
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with needs_extra("eval", "router cost-quality plots"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for m, c in rows:

@@ -222,12 +222,14 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
             (:mod:`tandemlm.service.guard`: Host, Origin, token, JSON body within size and
             time); the app runs blocking work on a pool of ``settings.worker_threads``.
     """
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.responses import JSONResponse, StreamingResponse
-    from starlette.routing import Route
-
+    from tandemlm._extras import needs_extra
     from tandemlm.telemetry.setup import hub
+
+    with needs_extra("serve", "tandem serve"):
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.responses import JSONResponse, StreamingResponse
+        from starlette.routing import Route
 
     settings = settings or ServiceSettings()
     guard = settings.guard()

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+from tandemlm._extras import needs_extra
 from tandemlm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def _config(app: Starlette, host: str, port: int, **kwargs: Any) -> Any:
-    import uvicorn
+    with needs_extra("serve", "tandem serve"):
+        import uvicorn
 
     # an app from create_app says how many connections and requests it takes at once
     kwargs.setdefault("limit_concurrency", getattr(getattr(app, "state", None), "limit_concurrency", None))
@@ -27,7 +29,8 @@ def _config(app: Starlette, host: str, port: int, **kwargs: Any) -> Any:
 
 def serve(app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
     """Serve ``app`` until interrupted (Ctrl-C / SIGTERM finish requests in flight)."""
-    import uvicorn
+    with needs_extra("serve", "tandem serve"):
+        import uvicorn
 
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit normally instead, so
     # callers' cleanup (flushing the trace store) runs.
@@ -63,7 +66,8 @@ class ServerThread:
     """
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int | None = None) -> None:
-        import uvicorn
+        with needs_extra("serve", "tandem serve"):
+            import uvicorn
 
         self.host = host
         self.port = port or free_port(host)

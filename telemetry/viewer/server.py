@@ -145,11 +145,14 @@ def create_viewer_app(
         max_body: largest OTLP body after gzip inflation, in bytes.
         token: the token ``/?token=`` accepts (to set the viewer's cookie); ``None``: no token.
     """
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import JSONResponse, RedirectResponse
-    from starlette.responses import Response as PlainResponse
-    from starlette.routing import Route
+    from tandemlm._extras import needs_extra
+
+    with needs_extra("serve", "the trace viewer"):
+        from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse, RedirectResponse
+        from starlette.responses import Response as PlainResponse
+        from starlette.routing import Route
 
     def answer(data: Any, status: int = 200) -> Response:
         return JSONResponse(data, status_code=status, headers=_SECURITY_HEADERS)
@@ -350,7 +353,10 @@ class ViewerServer:
         allow_hosts: tuple[str, ...] | list[str] = (), cors: tuple[str, ...] | list[str] = (),
         body_timeout: float = BODY_TIMEOUT_S, create: bool = True,
     ) -> None:
-        import uvicorn
+        from tandemlm._extras import needs_extra
+
+        with needs_extra("serve", "the trace viewer"):
+            import uvicorn
 
         path = Path(store)
         if not create and not path.is_file():

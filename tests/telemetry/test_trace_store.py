@@ -42,7 +42,9 @@ async def test_runs_carry_the_run_spans_escalation_flag(filled_store):
     store = TraceStore(filled_store.path)
     assert store.find_run(filled_store.cascade_run)["llm_called"] is True
     assert store.find_run(filled_store.pipeline_run)["llm_called"] is True  # its LLM answers
-    assert store.find_run(filled_store.failed_run)["llm_called"] is None  # no run totals
+    # a failed run keeps the totals of what ran (issue 14): extract failed before the LLM
+    failed = store.find_run(filled_store.failed_run)
+    assert failed["llm_called"] is False and failed["llm_calls"] == 0
 
 
 def test_a_store_from_an_older_version_gains_the_flag(tmp_path):
