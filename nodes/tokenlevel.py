@@ -9,6 +9,7 @@ figures), metrics, usage and escalation like any other model call.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,13 +122,18 @@ class TokenLevelNode(Node):
         max_tokens = self.max_tokens or large.max_tokens
         temperature = large.temperature if self.temperature is None else self.temperature
 
+        # a cancelled run (timeout, client gone) ends the engine's loop at the next token
+        cancel = threading.Event()
+
         def work() -> tuple[GenerationResult, str]:
             from tandemlm.decoding.decoder import chat_prompt_tokens
 
             with locked(small, large):
+                if cancel.is_set():
+                    raise asyncio.CancelledError
                 prompt = chat_prompt_tokens(large.decoder.llama, messages)
                 stops = large.stop
-                check = _stop_check(large, prompt, stops) if stops else None
+                check = _cancellable(cancel, _stop_check(large, prompt, stops) if stops else None)
                 result = self.generate(small, large, prompt, max_tokens, temperature, check)
                 text = large.decoder.detokenize(result.tokens, prompt)
             for s in stops:
@@ -136,7 +142,10 @@ class TokenLevelNode(Node):
             return result, text.strip()
 
         started_ns = time.time_ns()
-        result, text = await asyncio.to_thread(work)
+        try:
+            result, text = await asyncio.to_thread(work)
+        finally:
+            cancel.set()
         for done in self.work(result, small, large):
             call.record_model_use(
                 done.model.name, input_tokens=result.prompt_tokens,
@@ -156,6 +165,18 @@ class TokenLevelNode(Node):
                                 **stats}},
             step={"models": [small.name, large.name], **stats},
         )
+
+
+def _cancellable(cancel: threading.Event, check: Callable[[list[int]], int | None] | None
+                 ) -> Callable[[list[int]], int | None]:
+    """The engines' stop check, which also stops (keeping the output) once ``cancel`` is set."""
+
+    def stop(out: list[int]) -> int | None:
+        if cancel.is_set():
+            return len(out)
+        return check(out) if check is not None else None
+
+    return stop
 
 
 def _stop_check(model: TokenModel, prompt: list[int], stops: list[str]

@@ -7,6 +7,7 @@ budget (about a minute here), and the next request waited for it.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import Iterator
@@ -84,3 +85,19 @@ def test_timed_out_run_leaves_the_model_idle_within_a_second() -> None:
     # as fast as on an idle server (the slack covers a busy shared machine, not a generation
     # that went on: that alone took about a minute)
     assert after < idle_seconds + 1.0
+
+
+async def test_timed_out_token_level_run_frees_both_models() -> None:
+    """speculate runs its own decoding loop on two contexts: a cancelled run ends it too."""
+    from tandemlm.flows import load_flow
+
+    models = {name: ChatLlamaCpp(model="smollm2-135m", n_ctx=N_CTX, max_tokens=1000) for name in ("slm", "llm")}
+    flow = compile_flow(load_flow("speculate"), models=models)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(flow.arun(LONG), 3.0)
+    stopped = time.perf_counter()
+    for n_ctx in (N_CTX, N_CTX + 64):  # the large model's context, then the drafter's own
+        _llama, lock = get_llama("smollm2-135m", n_ctx)
+        assert await asyncio.to_thread(lock.acquire, True, 1.0), f"context {n_ctx} still decoding after 1 s"
+        lock.release()
+    print(f"token-level models free {time.perf_counter() - stopped:.2f} s after the timeout")
