@@ -1,14 +1,16 @@
-"""``tandem run|validate|graph`` and ``tandem flows list``."""
+"""``tandem run|validate|graph`` and ``tandem flows list|show``."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated
 
 import typer
 
 from tandemlm.commands._common import (
     apply_model_overrides,
+    apply_store_overrides,
     err,
     esc,
     out,
@@ -20,14 +22,25 @@ ModelOption = Annotated[
     list[str] | None,
     typer.Option("--model", "-m", help="Override a model: NAME=VALUE (catalog name, .gguf path or ollama:NAME)."),
 ]
+StoreOption = Annotated[
+    list[str] | None,
+    typer.Option("--store", help="Point the flow's store at a Chroma database: [STORE=]DIR or "
+                                 "[STORE=]http://HOST:PORT (a `chroma run` server)."),
+]
+CollectionOption = Annotated[
+    list[str] | None,
+    typer.Option("--collection", "-c", help="Read this Chroma collection (built with `tandem index add`) "
+                                            "instead of the preset's documents: [STORE=]NAME."),
+]
 
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("validate")(validate)
     app.command("graph")(graph)
-    flows_app = typer.Typer(help="List bundled flow presets.", no_args_is_help=True)
+    flows_app = typer.Typer(help="List bundled flow presets and print their YAML.", no_args_is_help=True)
     flows_app.command("list")(flows_list)
+    flows_app.command("show")(flows_show)
     app.add_typer(flows_app, name="flows")
 
 
@@ -42,6 +55,11 @@ def run(
         list[str] | None,
         typer.Option("--var", help="Run variable NAME=VALUE or NAME=@FILE (e.g. profile, document)."),
     ] = None,
+    store: StoreOption = None,
+    collection: CollectionOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No live status line (it shows only on a terminal, after ~2 s).")
+    ] = False,
 ) -> None:
     """Run a flow on one question and print the answer, the path, models, tokens and time."""
     from tandemlm.errors import SpecError
@@ -55,6 +73,7 @@ def run(
         raise SpecError("question", f"the question is longer than {MAX_INPUT_CHARS} characters")
     variables = parse_variables(var or [])
     spec = apply_model_overrides(load_flow(flow), model or [])
+    spec = apply_store_overrides(spec, store or [], collection or [])
     checkpointer = None
     if thread:
         from tandemlm.flows.sqlite_saver import sqlite_checkpointer
@@ -64,15 +83,14 @@ def run(
     resolved = compiled.models.describe()
     compiled.models.preflight()
     err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim", markup=False)
+    run_args = {"thread_id": thread, "capture_content": capture_content or None, "variables": variables}
     with cli_tracing():
-        result = asyncio.run(
-            compiled.arun(
-                question,
-                thread_id=thread,
-                capture_content=capture_content or None,
-                variables=variables,
-            )
-        )
+        if quiet or as_json or not sys.stderr.isatty():
+            result = asyncio.run(compiled.arun(question, **run_args))
+        else:
+            from tandemlm.commands._status import run_with_status
+
+            result = asyncio.run(run_with_status(compiled, question, sys.stderr, width=err.width, **run_args))
     if as_json:
         print_json(result.to_dict())
         return
@@ -127,3 +145,10 @@ def flows_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         return
     for row in rows:
         out.print(f"[bold]{esc(row['name'])}[/]\n  {esc(row['description'])}")
+
+
+def flows_show(name: Annotated[str, typer.Argument(help="Preset name (tandem flows list).")]) -> None:
+    """Print a preset's YAML, to start a flow of your own from it (tandem flows show cascade > my.yaml)."""
+    from tandemlm.flows.loader import preset_text
+
+    sys.stdout.write(preset_text(name))
