@@ -107,6 +107,7 @@ def _page(browser, viewer):
     return page, problems
 
 
+@pytest.mark.slow
 def test_search_filters_refresh_and_span_panel(viewer_store, browser):
     from playwright.sync_api import expect
 
@@ -231,6 +232,7 @@ def test_dashboard_rates_histogram_and_calibration(viewer_store, browser):
         page.close()
 
 
+@pytest.mark.slow
 def test_a_5000_span_trace_renders_only_what_is_visible(tmp_path, browser):
     from tandemlm.telemetry.store import TraceStore
 
