@@ -106,7 +106,7 @@ class _LoadedSpacyEngine(SpacyNlpEngine):  # type: ignore[misc]
         )
         super().__init__(models=[{"lang_code": "en", "model_name": "tandemlm-loaded"}],
                          ner_model_configuration=config)
-        self.nlp = {"en": nlp}
+        self.nlp = {"en": nlp}  # type: ignore[assignment]  # the parent declares it None until load()
 
     def load(self) -> None:  # already loaded
         return None
@@ -139,24 +139,28 @@ def _places(nlp_artifacts: NlpArtifacts | None) -> list[tuple[int, int]]:
 class TandemPatterns(EntityRecognizer):  # type: ignore[misc]
     """tandemlm's pattern recognizers (:mod:`tandemlm.pii.patterns`) as one Presidio recognizer."""
 
+    NAME = "TandemPatterns"
+
     def __init__(self) -> None:
-        super().__init__(supported_entities=list(OUR_TYPES), name="TandemPatterns", supported_language="en")
+        super().__init__(supported_entities=list(OUR_TYPES), name=self.NAME, supported_language="en")
 
     def load(self) -> None:
         return None
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         wanted = set(entities)
-        return [_result(k, s, e, score, self.name) for k, s, e, score in patterns(text, _places(nlp_artifacts))
+        return [_result(k, s, e, score, self.NAME) for k, s, e, score in patterns(text, _places(nlp_artifacts))
                 if k in wanted]
 
 
 class RuleNames(EntityRecognizer):  # type: ignore[misc]
     """Person names by rules (:func:`tandemlm.pii.names.rule_names`)."""
 
+    NAME = "RuleNames"
+
     def __init__(self, vocab: rules.Vocabulary) -> None:
         self.vocab = vocab
-        super().__init__(supported_entities=["PERSON"], name="RuleNames", supported_language="en")
+        super().__init__(supported_entities=["PERSON"], name=self.NAME, supported_language="en")
 
     def load(self) -> None:
         return None
@@ -164,7 +168,7 @@ class RuleNames(EntityRecognizer):  # type: ignore[misc]
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         if "PERSON" not in entities:
             return []
-        return [_result("PERSON", s, e, score, self.name) for s, e, score in rules.rule_names(text, self.vocab)]
+        return [_result("PERSON", s, e, score, self.NAME) for s, e, score in rules.rule_names(text, self.vocab)]
 
 
 def _recased(text: str, vocab: rules.Vocabulary) -> str | None:
@@ -198,10 +202,12 @@ class NerNames(EntityRecognizer):  # type: ignore[misc]
     """Person names from spaCy's NER (on the text and on a re-cased copy), kept when they
     look like names and grown over the name words next to them."""
 
+    NAME = "NerNames"
+
     def __init__(self, vocab: rules.Vocabulary, nlp: Any) -> None:
         self.vocab = vocab
         self.nlp = nlp
-        super().__init__(supported_entities=["PERSON"], name="NerNames", supported_language="en")
+        super().__init__(supported_entities=["PERSON"], name=self.NAME, supported_language="en")
 
     def load(self) -> None:
         return None
@@ -225,7 +231,7 @@ class NerNames(EntityRecognizer):  # type: ignore[misc]
             doc = self.nlp.get_pipe("ner")(self.nlp.make_doc(copy))
             found += self._spans(text, [(e.start_char, e.end_char, _NER_LABELS[e.label_]) for e in doc.ents
                                         if e.label_ in ("PERSON", "ORG", "NORP")], recased=True)
-        return [_result("PERSON", s, e, 0.85, self.name) for s, e in found]
+        return [_result("PERSON", s, e, 0.85, self.NAME) for s, e in found]
 
 
 @lru_cache(maxsize=1)

@@ -269,12 +269,14 @@ _STRONG_CUES = (
     r"on behalf of|customer:|contact:|recipient:|from:|named|known as|called"
 )
 _MEDIUM_CUES = (
-    r"i am|i'm|im|this is|it's|its|hi|hello|hey|hallo|hola|bonjour|thanks,?|thank you,?|many thanks,?|"
+    r"i am|i'm|this is|hi|hello|hey|hallo|hola|bonjour|thanks,?|thank you,?|many thanks,?|"
     r"ask for|ask|tell|let|colleague|agent|husband|wife|son|daughter|mother|father|brother|sister|"
-    r"partner|friend|neighbou?r|customer|client|patient|employee|spoke to|spoke with|talked to|"
-    r"belongs to|invoice for|account of|contact|mr|mrs"
+    r"partner|friend|neighbou?r|customer|client|patient|employee|spoke to|spoke with|talked to|mr|mrs|"
+    r"invoice for|account of"
 )
-_WEAK_CUES = r"from|by|with|for|to|and|of|or|&"
+# weak cues are often followed by a company or product name too: a known first name, or two
+# uncommon capitalised words, only
+_WEAK_CUES = r"from|by|with|for|to|and|of|or|&|it's|its|im|contact|belongs to"
 _CUE_RE = re.compile(
     rf"(?i)(?:^|(?<=[^\w']))(?:(?P<strong>{_STRONG_CUES})|(?P<medium>{_MEDIUM_CUES})|(?P<weak>{_WEAK_CUES})"
     rf"|(?P<honorific>{_HONORIFIC}))(?:[ \t]*[,:\-–][ \t]*|[ \t]+|[ \t]*\n[ \t]*)(?:(?:my|our|your|his|her) "

@@ -91,6 +91,15 @@ def test_dates_of_birth_are_a_type(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+def test_dates_of_birth_of_the_example_customers() -> None:
+    rows = [json.loads(line) for line in (ROOT / "examples" / "data" / "customers.jsonl").read_text().splitlines()]
+    for r in rows:
+        text = f"{r['name']}, date of birth: {r['date_of_birth']}, asked about order {r['orders'][0]['order_id']}"
+        red = redact(text)
+        assert r["date_of_birth"] not in red and r["date_of_birth"][:4] not in red, red
+        assert r["orders"][0]["order_id"] in red  # order numbers are not personal data
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
