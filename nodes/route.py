@@ -44,6 +44,16 @@ class RouteNode(Node):
                     f"{budget.max_escalations}"
                 )
             choice, reason = SMALL, f"{reason}; budget max_escalations reached"
+        details = verdict.details or None
+        if choice == LARGE:
+            from tandemlm.routing.load import busy_models
+            from tandemlm.routing.load import reason as load_reason
+
+            busy = busy_models()
+            if busy:  # the service let this request in without a large model's slot
+                choice, reason = SMALL, f"{reason}; {load_reason(busy)}"
+                details = {**(details or {}), "load": {n: o.to_dict() for n, o in busy.items()}}
+                call.degrade(load_reason(busy))
         if choice == LARGE:
             recorder.add(escalations=1)
         return NodeResult(decision=Decision(
@@ -53,5 +63,5 @@ class RouteNode(Node):
             score=round(score, 6),
             threshold=self.router.threshold,
             latency_ms=round((time.perf_counter() - start) * 1000, 3),
-            details=verdict.details or None,
+            details=details,
         ))

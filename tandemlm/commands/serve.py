@@ -38,6 +38,11 @@ def serve(
         list[str] | None, typer.Option(help="Concurrent runs per model: MODEL=N (repeatable).")
     ] = None,
     model_limit: Annotated[int, typer.Option(help="Default concurrent runs per model (>= 1).")] = 8,
+    overflow_wait: Annotated[
+        float | None,
+        typer.Option(help="Load-aware routing: after this many seconds without a free slot of a large "
+                          "model, a request's routes stay on the small model (degraded) instead of waiting."),
+    ] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (>= 256).")] = 65536,
     run_timeout: Annotated[
         float | None, typer.Option(help="Seconds a run may take (503 after; the run and its model calls stop).")
@@ -80,7 +85,7 @@ def serve(
         max_body=max_body, model_limit=model_limit, model_limits=_limits(limit or []),
         run_timeout=run_timeout, host=host, allow_hosts=allow_host or [], cors=cors or [],
         token=resolve_token(token), body_timeout=body_timeout, worker_threads=worker_threads,
-        max_connections=max_connections,
+        max_connections=max_connections, overflow_wait=overflow_wait,
     )
     settings.guard()  # a non-loopback host without a token, a malformed --cors origin
     spec = apply_model_overrides(load_flow(flow), model or [])

@@ -54,6 +54,17 @@ def computes_here(chat: Any) -> bool:
     return getattr(inner, "_llm_type", None) == "llamacpp"
 
 
+def _check_slot(model: str) -> None:
+    """Refuse a model the service let this run go ahead without (tandemlm.routing.load)."""
+    from tandemlm.routing.load import busy_models
+
+    busy = busy_models().get(model)
+    if busy is not None:
+        raise ModelUnavailableError(
+            f"model '{model}' is busy: all {busy.limit} slots taken after {busy.waited:.1f} s; retry later"
+        )
+
+
 def check_budget(call: NodeCall) -> None:
     """Raise :class:`BudgetExceededError` when the run has used up its budget."""
     budget = call.context.settings.budget
@@ -96,6 +107,7 @@ async def call_model(
         BudgetExceededError: the run's budget is used up.
     """
     check_budget(call)
+    _check_slot(model)
     entry = call.context.models.entry(model)
     spec, chat = entry.spec, entry.chat
     provider, request_model = entry.provider, entry.request_model

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import (
     BudgetExceededError,
     ConfigError,
@@ -24,6 +25,7 @@ from tandemlm.errors import (
     TandemError,
 )
 from tandemlm.flows.compiler import RunResult
+from tandemlm.routing.load import Overflow, overflowing
 from tandemlm.service import events
 from tandemlm.service.guard import GuardSettings, Refusal, RequestGuard
 from tandemlm.service.schema import RunRequest, openapi
@@ -51,6 +53,11 @@ class ServiceSettings:
         model_limit: runs that may use one model at the same time (default for every model).
         model_limits: per-model overrides of ``model_limit``, by model name in the spec.
         queue_timeout: seconds a request waits for a model slot before a 503.
+        overflow_wait: load-aware routing (``None``: off). In a flow with routes, a request
+            that has waited this many seconds for a *large* model's slot goes ahead without
+            it: its routes stay on the small model (degraded, the reason in the decision)
+            and a direct call to the busy model fails at once (see
+            :mod:`tandemlm.routing.load`). Must be below ``queue_timeout``.
         run_timeout: seconds a run may take before a 503 (``None``: no limit); the run is
             cancelled, and so are its model calls.
         host: the address the server binds (a non-loopback one requires ``token``).
@@ -69,6 +76,7 @@ class ServiceSettings:
     model_limit: int = 8
     model_limits: dict[str, int] = field(default_factory=dict)
     queue_timeout: float = 30.0
+    overflow_wait: float | None = None
     run_timeout: float | None = None
     host: str = "127.0.0.1"
     allow_hosts: list[str] = field(default_factory=list)
@@ -91,6 +99,7 @@ class ServiceSettings:
                 bound = f"between {low} and {high}" if high is not None else f"at least {low}"
                 raise ConfigError(f"{name} must be {bound}, got {count}")
         seconds = [("queue_timeout", self.queue_timeout, 86_400.0),
+                   ("overflow_wait (--overflow-wait)", self.overflow_wait, self.queue_timeout),
                    ("run_timeout (--run-timeout)", self.run_timeout, 86_400.0),
                    ("body_timeout (--body-timeout)", self.body_timeout, 3600.0)]
         for name, value, most in seconds:
@@ -116,25 +125,39 @@ class _Limiter:
     Slots are taken in sorted name order so two runs can never wait on each other.
     """
 
-    def __init__(self, names: list[str], settings: ServiceSettings) -> None:
+    def __init__(self, names: list[str], settings: ServiceSettings, large: set[str] | None = None) -> None:
         self.limits = {n: max(1, settings.model_limits.get(n, settings.model_limit)) for n in names}
         self._sems = {n: asyncio.Semaphore(v) for n, v in self.limits.items()}
         self.timeout = settings.queue_timeout
+        self.overflow_wait = settings.overflow_wait if large else None
+        self.large = large or set()
         self.in_use: dict[str, int] = dict.fromkeys(names, 0)
+        self.overflows = 0
 
     @contextlib.asynccontextmanager
-    async def slots(self) -> AsyncIterator[None]:
+    async def slots(self, overflow: bool = False) -> AsyncIterator[dict[str, Overflow]]:
+        """Hold a slot of every model; with ``overflow`` (load-aware routing on), a large
+        model's slot is given up after ``overflow_wait`` seconds and yielded as busy."""
         taken: list[str] = []
+        busy: dict[str, Overflow] = {}
+        loop = asyncio.get_running_loop()
         try:
             for name in sorted(self._sems):
+                lenient = overflow and self.overflow_wait is not None and name in self.large
+                start = loop.time()
                 try:
-                    await asyncio.wait_for(self._sems[name].acquire(), self.timeout)
+                    await asyncio.wait_for(self._sems[name].acquire(),
+                                           self.overflow_wait if lenient else self.timeout)
                 except TimeoutError:
+                    if lenient:
+                        busy[name] = Overflow(name, self.limits[name], round(loop.time() - start, 3))
+                        continue
                     raise HTTPError(503, "busy", f"model '{name}' is at its limit of "
                                     f"{self.limits[name]} concurrent runs; retry later") from None
                 taken.append(name)
                 self.in_use[name] += 1
-            yield
+            self.overflows += bool(busy)
+            yield busy
         finally:
             for name in taken:
                 self.in_use[name] -= 1
@@ -233,7 +256,9 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
 
     settings = settings or ServiceSettings()
     guard = settings.guard()
-    limiter = _Limiter(flow.models.names(), settings)
+    large = {n for n, m in flow.spec.models.items() if is_large_model(m.role, m.local, n)}
+    # load-aware routing needs a router that can keep requests on the small model
+    limiter = _Limiter(flow.models.names(), settings, large if flow.spec.routes else None)
     document = openapi(flow.name, flow.spec.description)
     processor = events.RequestIdProcessor()
     stats = {"runs": 0, "errors": 0, "active": 0}
@@ -286,10 +311,11 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         request_id = request_id_of(request)
         try:
             body = _validate(await _read_json(request, settings.max_body))
-            async with limiter.slots():
+            async with limiter.slots(overflow=True) as busy:
                 stats["active"] += 1
                 try:
-                    result = await until_disconnected(request, run_flow(body, request_id))
+                    with overflowing(busy):  # the run's tasks copy it
+                        result = await until_disconnected(request, run_flow(body, request_id))
                 finally:
                     stats["active"] -= 1
         except HTTPError as exc:
@@ -352,6 +378,7 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         return JSONResponse({
             "status": "ok", "flow": flow.name, **stats,
             "models": {n: {"limit": limiter.limits[n], "in_use": limiter.in_use[n]} for n in limiter.limits},
+            "overflows": limiter.overflows,
         })
 
     async def schema(request: Request) -> Response:
