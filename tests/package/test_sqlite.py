@@ -48,7 +48,7 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_four_processes_write_traces_and_eval_records_without_losing_a_row(tmp_path: Path) -> None:
-    # Before the shared opener, this failed with "database is locked" in about one run in two.
+    # Before the shared opener, this failed by hand with "database is locked" (a WAL switch race).
     script = tmp_path / "writer.py"
     script.write_text(WRITER, "utf-8")
     rounds, count = 15, 10
