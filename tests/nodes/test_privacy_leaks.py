@@ -211,3 +211,16 @@ def test_import_stays_light() -> None:
             "print(json.dumps([m for m in ('spacy', 'presidio_analyzer', 'thinc') if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_without_the_privacy_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = ("import sys\nsys.modules['presidio_analyzer'] = None\nfrom tandemlm import pii\n"
+            "try:\n    pii.detect('Ana Lima')\nexcept ImportError as exc:\n    print(type(exc).__name__, exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("MissingExtraError the privacy filter needs the 'privacy' extra "
+                                  "(presidio_analyzer is missing): pip install 'tandemlm[privacy]'")
+    monkeypatch.setattr(pii, "extra_installed", lambda: False)
+    spec = {"name": "t", "models": {}, "nodes": {"redact": {"type": "privacy_filter"}},
+            "entry": "redact", "edges": [["redact", "end"]]}
+    with pytest.raises(SpecError, match=r"nodes\.redact\.type: the privacy filter needs .*tandemlm\[privacy\]"):
+        compile_flow(spec)
