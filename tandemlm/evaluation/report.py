@@ -226,14 +226,15 @@ def print_table(data: Mapping[str, Any], console: Any = None) -> None:
     console = console or Console()
     title = f"{data.get('dataset') or 'eval'} ({data.get('scorer')}, n={len(data['items'])}; [..]: 95% interval)"
     table = Table(title=escape(title))
-    for column in ("flow", "accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "truncated", "errors"):
+    for column in ("flow", "accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "energy",
+                   "truncated", "errors"):
         table.add_column(column, justify="left" if column == "flow" else "right")
     for flow in _shown_flows(data):
         s = flow["summary"]
         table.add_row(
             escape(flow["label"]), escape(_with_ci(s["accuracy"], s.get("accuracy_ci"))),
             escape(_share(s["llm_share"])), f"{s['latency_mean']:.2f}s", f"{s['latency_p95']:.2f}s",
-            f"{s['cost_total']:.4g}", str(s.get("truncated", "-")), str(s["errors"]),
+            f"{s['cost_total']:.4g}", _wh(s), str(s.get("truncated", "-")), str(s["errors"]),
         )
     console.print(table)
     spread = _spread_rows(data)
@@ -503,16 +504,23 @@ def _html_items(data: Mapping[str, Any], flows: Sequence[Mapping[str, Any]]) -> 
     )
 
 
+def _wh(summary: Mapping[str, Any]) -> str:
+    """Energy of local compute over all items (tandemlm.models.prices), in Wh."""
+    value = summary.get("energy_wh_total")
+    return "-" if value is None else f"{value:.3g} Wh"
+
+
 def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:
     esc = html.escape
     flows = _shown_flows(data)
     rows = _html_table(
-        ["flow", "accuracy [95%]", "LLM calls [95%]", "mean latency", "p95 latency", "cost", "truncated", "errors", "models"],
+        ["flow", "accuracy [95%]", "LLM calls [95%]", "mean latency", "p95 latency", "cost", "energy",
+         "truncated", "errors", "models"],
         [
             (f["label"], _with_ci(f["summary"]["accuracy"], f["summary"].get("accuracy_ci")),
              _share(f["summary"]["llm_share"], f["summary"].get("llm_share_ci")),
              f"{f['summary']['latency_mean']:.2f}s", f"{f['summary']['latency_p95']:.2f}s",
-             f"{f['summary']['cost_total']:.4g}",
+             f"{f['summary']['cost_total']:.4g}", _wh(f["summary"]),
              f"{f['summary'].get('truncated', '-')}" + "".join(
                  f" ({m}: {n})" for m, n in (f["summary"].get("truncated_by_model") or {}).items()),
              str(f["summary"]["errors"]), ", ".join(f"{k}={v}" for k, v in f["models"].items()))

@@ -8,7 +8,8 @@ failed with an error are recorded too and run again next time.
 Item records (one per flow and item) hold: ``run_id`` (the run's id, as on its trace),
 ``answer``, ``score``, ``path``, ``models``
 (names of the models that ran), ``tokens`` (``{model: {"input", "output"}}``),
-``llm_called``, ``llm_calls``, ``large_models``, ``latency`` (seconds), ``cost``, ``errors``,
+``llm_called``, ``llm_calls``, ``large_models``, ``latency`` (seconds), ``cost`` (token
+prices plus the energy price of local compute), ``joules`` (that energy), ``errors``,
 ``answered_by``, ``route_scores`` (``{route: score}``), ``truncated`` (models whose reply
 stopped at its token limit), ``replayed_calls`` and ``cached``; scoring adds ``score``,
 ``extracted`` and ``gold_extracted`` (what the scorer read from the answer and the gold).
@@ -158,6 +159,7 @@ def _record(result: Any, calls: list[dict[str, Any]], wall: float) -> dict[str, 
         "latency": round(wall + sum(c["seconds"] for c in replayed), 6),
         "wall": round(wall, 6),
         "cost": round(sum(float(u.get("cost", 0.0)) for u in usage.values()), 8),
+        "joules": round(sum(float(u.get("joules", 0.0)) for u in usage.values()), 4),
         "errors": list(result.errors or []),
         "degraded": bool(result.degraded),
         "route_scores": route_scores,
@@ -180,6 +182,7 @@ def _error_record(exc: BaseException, wall: float) -> dict[str, Any]:
         "latency": round(wall, 6),
         "wall": round(wall, 6),
         "cost": 0.0,
+        "joules": 0.0,
         "errors": [{"error": f"{type(exc).__name__}: {exc}"}],
         "degraded": False,
         "route_scores": {},
@@ -302,6 +305,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], *, seed: int = 0) ->
         "latency_p95": _percentile(latencies, 0.95),
         "cost_total": sum(float(r.get("cost", 0.0)) for r in records),
         "cost_mean": sum(float(r.get("cost", 0.0)) for r in records) / n,
+        "energy_wh_total": sum(float(r.get("joules", 0.0)) for r in records) / 3600.0,
         "tokens_mean": {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in tokens.items()},
         "answered_by": {k: v / n for k, v in sorted(answered.items())},
         "errors": sum(1 for r in records if r.get("errors") and not r.get("answer")),

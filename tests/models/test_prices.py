@@ -141,3 +141,33 @@ def test_replayed_call_keeps_the_cpu_time_of_the_original(tmp_path: Path) -> Non
     assert first.response_metadata["cpu_seconds"] >= 0.04
     assert again.response_metadata["cpu_seconds"] == first.response_metadata["cpu_seconds"]
     assert again.response_metadata["replayed"] is True
+
+
+def test_eval_records_and_report_show_energy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from tandemlm.evaluation.datasets import EvalItem
+    from tandemlm.evaluation.report import print_table, results_data, write_report
+    from tandemlm.evaluation.runner import EvalFlow, run_eval
+
+    monkeypatch.chdir(tmp_path)
+    spec = _flow(joules_per_token=36.0).to_spec()  # 100 tokens = 3600 J = 1 Wh
+    models = {"slm": KeyedChatModel(replies={".": "four"}), "llm": KeyedChatModel(replies={".": "4"})}
+    run = run_eval([EvalFlow("priced", spec, models=models)], [EvalItem("a", "2+2?", "4")],
+                   cache=tmp_path / "eval.db", replay=False)
+    record = run.records["priced"]["a"]
+    summary = run.summary("priced")
+    assert record["joules"] > 0 and summary["energy_wh_total"] == pytest.approx(record["joules"] / 3600)
+    assert record["cost"] == pytest.approx(record["joules"] / 3.6e6 * 0.17
+                                           + run_usage_llm_cost(record), rel=1e-3)
+    shown = f"{summary['energy_wh_total']:.3g} Wh"
+    console = Console(record=True, width=200)
+    print_table(results_data(run), console=console)
+    assert shown in console.export_text()
+    paths = write_report(run, tmp_path / "report", plots=False)
+    assert shown in paths["html"].read_text()
+
+
+def run_usage_llm_cost(record: dict[str, Any]) -> float:
+    tokens = record["tokens"]["llm"]
+    return (tokens["input"] * 0.15 + tokens["output"] * 0.6) / 1e6
