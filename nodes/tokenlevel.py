@@ -142,15 +142,20 @@ class TokenLevelNode(Node):
             return result, text.strip()
 
         started_ns = time.time_ns()
+        cpu_start = time.process_time()
         try:
             result, text = await asyncio.to_thread(work)
         finally:
             cancel.set()
-        for done in self.work(result, small, large):
+        cpu = time.process_time() - cpu_start  # both models' compute: shared by their time
+        works = list(self.work(result, small, large))
+        busy = sum(done.seconds for done in works) or 1.0
+        for done in works:
             call.record_model_use(
                 done.model.name, input_tokens=result.prompt_tokens,
                 output_tokens=done.output_tokens, seconds=done.seconds, started_ns=started_ns,
                 finish_reason=done.finish_reason, attributes=done.attributes,
+                cpu_seconds=cpu * done.seconds / busy,
             )
         stats = {
             "output_tokens": len(result.tokens),

@@ -131,3 +131,11 @@ def test_cli_run_then_traces_show_has_both_chat_spans(tmp_path: Path, flow: str)
         assert attrs[A.GEN_AI_OUTPUT_TOKENS] == run["usage"][name]["output_tokens"]
         assert A.TOKENS_ROLE in attrs
     assert detail["run"]["llm_calls"] == 1 and detail["run"]["model_calls"] == 2
+
+
+async def test_token_level_work_is_priced_by_energy(spans: Any) -> None:
+    """The pair's process CPU time is shared by each model's seconds (tandemlm.models.prices)."""
+    result = await compile_flow(smol_spec("token_route", min_prob=0.9)).arun("Name a fruit.")
+    for name in ("slm", "llm"):
+        usage = result.usage[name]
+        assert usage["joules"] > 0 and usage["cost"] == pytest.approx(usage["joules"] / 3.6e6 * 0.17)
