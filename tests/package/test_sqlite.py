@@ -80,7 +80,11 @@ def test_connect_sets_wal_busy_timeout_and_synchronous(tmp_path: Path) -> None:
     assert db.isolation_level is None
     db.close()
     implicit = connect(tmp_path / "a.db", autocommit=False, rows=True)
-    assert implicit.isolation_level == "" and implicit.row_factory is sqlite3.Row
+    assert implicit.row_factory is sqlite3.Row
+    implicit.execute("CREATE TABLE t (x)")
+    implicit.execute("INSERT INTO t VALUES (1)")
+    assert implicit.in_transaction  # Python's implicit transactions (LangGraph's saver commits)
+    implicit.commit()
     implicit.close()
 
 
