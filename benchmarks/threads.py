@@ -14,14 +14,17 @@ seconds with:
 - ``all cores, spin-wait``: ``TANDEM_THREADS=<cores>`` and libgomp's default spinning
   (``GOMP_SPINCOUNT=300000``): what tandemlm did before the thread budget;
 - ``all cores, sleep-wait``: ``TANDEM_THREADS=<cores>``, ``OMP_WAIT_POLICY=PASSIVE``;
-- ``default``: nothing set (the automatic budget and sleep-wait).
+- ``default``: nothing set: the automatic budget (each model's tuner starts from the
+  cores other processes leave free and measures the other counts now and then) and
+  sleep-wait.
 
 Then two models (Qwen 0.5B and 1.5B) generate at once in one process, each measured alone
 first (``default``, and the old way: every model all cores with spin-wait).
 
 Prints tokens/s after the first token, time to first token (the prompt: batch threads),
-threads used, how many CPUs other processes kept busy meanwhile (this machine is shared:
-that column says how quiet "0 competing" was), and the ratios the issue asks for.
+the mean thread count in use (sampled every 10 ms), how many CPUs other processes kept
+busy meanwhile (this machine is shared: that column says how quiet "0 competing" was), and
+the ratios the issue asks for.
 """
 
 from __future__ import annotations
@@ -80,14 +83,17 @@ def _generate(chat: Any, window: float, deadline: float) -> dict[str, Any]:
     return {"tokens": count, "tok_s": rate, "ttft": (first or time.perf_counter()) - start}
 
 
-def _watch_threads(budget: Any, seen: list[int], stop: threading.Event) -> None:
+def _watch_threads(contexts: list[Any], seen: list[list[int]], stop: threading.Event) -> None:
+    import llama_cpp
+
     while not stop.is_set():
-        seen.extend(held for _, held in budget.describe()["leases"] if held)
+        for i, ctx in enumerate(contexts):
+            seen[i].append(int(llama_cpp.llama_n_threads(ctx)))
         time.sleep(0.01)
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
-    from tandemlm.models.llamacpp import ChatLlamaCpp
+    from tandemlm.models.llamacpp import ChatLlamaCpp, get_llama
     from tandemlm.models.threads import CpuLoad, thread_budget
 
     budget = thread_budget()
@@ -98,9 +104,10 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         chat.invoke("Hi", max_tokens=2)
     load = CpuLoad(interval=0.25, window=job["window"] + 30)
     load.others()
-    seen: list[int] = []
+    contexts = [get_llama(m, 1024)[0]._ctx.ctx for m in job["models"]]
+    seen: list[list[int]] = [[] for _ in chats]
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_threads, args=(budget, seen, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_threads, args=(contexts, seen, stop), daemon=True)
     watcher.start()
     results: list[dict[str, Any]] = [{} for _ in chats]
 
@@ -117,7 +124,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     others = load.others()
     return {
         "results": results,
-        "threads": sorted(set(seen)) or [0],
+        "threads": [sum(s) / len(s) if s else 0.0 for s in seen],
         "others": others,
         "budget": {k: v for k, v in budget.describe().items() if k in ("total", "pinned")},
         "openmp": {k: os.environ.get(k, "") for k in OPENMP_KEYS if os.environ.get(k)},
@@ -163,8 +170,7 @@ def _measure(models: list[str], env: dict[str, str], competing: int, args: argpa
 
 def _row(label: str, out: dict[str, Any], i: int = 0) -> str:
     r = out["results"][i]
-    threads = "/".join(str(t) for t in out["threads"])
-    return (f"  {label:<24} {threads:>7} {r['tok_s']:8.1f} {r['ttft']:7.2f} {r['tokens']:6d}"
+    return (f"  {label:<24} {out['threads'][i]:7.2f} {r['tok_s']:8.1f} {r['ttft']:7.2f} {r['tokens']:6d}"
             f" {out['others']:7.2f}")
 
 

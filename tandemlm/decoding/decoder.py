@@ -148,7 +148,10 @@ class Decoder:
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(count * self.n_vocab,)
         )
         matrix = flat.reshape(count, self.n_vocab).copy()
-        self.timer.add(len(chunk), time.perf_counter() - start)  # forward pass + logits copy
+        seconds = time.perf_counter() - start
+        self.timer.add(len(chunk), seconds)  # forward pass + logits copy
+        if self.threads is not None and len(chunk) == 1:
+            self.threads.observe(seconds)
         return list(matrix)
 
     def is_eog(self, token: int) -> bool:

@@ -159,7 +159,7 @@ def locked(*models: TokenModel) -> Iterator[None]:
     The models of a token-level generation run one after the other, never at the same
     moment, so they share one lease; each model uses at most its own ``threads``.
     """
-    from tandemlm.models.llamacpp import ThreadSync
+    from tandemlm.models.llamacpp import thread_sync
     from tandemlm.models.threads import thread_budget
 
     locks = sorted({id(m.lock): m.lock for m in models}.values(), key=id)
@@ -170,7 +170,7 @@ def locked(*models: TokenModel) -> Iterator[None]:
             stack.enter_context(lock)
         lease = stack.enter_context(thread_budget().lease(want))
         for model in models:
-            model.decoder.threads = ThreadSync(model.decoder.llama, lease, model.threads)
+            model.decoder.threads = thread_sync(model.decoder.llama, lease, model.threads)
         try:
             yield
         finally:

@@ -37,6 +37,7 @@ import contextlib
 import math
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +65,12 @@ from pydantic import Field
 from tandemlm.errors import ModelUnavailableError
 from tandemlm.models.catalog import model_path
 from tandemlm.models.confidence import CONFIDENCE_KEY, summarize
-from tandemlm.models.threads import Lease, prepare_openmp, thread_budget
+from tandemlm.models.threads import Lease, ThreadTuner, prepare_openmp, thread_budget
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["ChatLlamaCpp", "ThreadSync", "get_llama", "set_threads"]
+__all__ = ["ChatLlamaCpp", "ThreadSync", "get_llama", "set_threads", "thread_sync"]
 
 _INSTALL_HINT = "pip install 'tandemlm[embedded]' (or: pip install llama-cpp-python==0.3.16)"
 
@@ -161,8 +162,8 @@ def get_llama(model: str, n_ctx: int, *, n_threads: int | None = None) -> tuple[
 def set_threads(llama: Llama, threads: int) -> None:
     """Run ``llama``'s next forward passes (single tokens and batches) on ``threads`` threads.
 
-    Hold the model's lock. Outputs do not depend on the thread count (each row of a matrix
-    product is computed by one thread).
+    Hold the model's lock. Greedy answers did not change with the thread count in the
+    tests (threads split a matrix product by rows; each row's dot product stays whole).
     """
     import llama_cpp
 
@@ -173,34 +174,59 @@ def set_threads(llama: Llama, threads: int) -> None:
 class ThreadSync:
     """Applies a thread lease to a model before its next forward pass.
 
-    As a logits processor it runs between two tokens of a chat call; token-level decoders
-    call :meth:`apply` before each batch. The next forward pass runs with the lease's
-    share (at most ``cap``): fewer threads when another model started generating, more
-    when one finished.
+    As a logits processor it runs between two tokens of a chat call (and times each
+    step); token-level decoders call :meth:`apply` before each batch and :meth:`observe`
+    after each single-token step. The next forward pass runs with the lease's share (at
+    most ``cap``): fewer threads when another model started generating, more when one
+    finished; with an automatic budget, as many of them as the model's tuner picks.
 
     Args:
         llama: the model (its lock held).
         lease: threads held from the budget.
-        cap: this model's own thread limit (``params.threads``).
+        cap: this model's own thread count (``params.threads``): used as set.
+        tuner: picks the count per step when it is automatic (see :func:`thread_sync`).
     """
 
-    def __init__(self, llama: Llama, lease: Lease, cap: int | None = None) -> None:
+    def __init__(self, llama: Llama, lease: Lease, cap: int | None = None,
+                 tuner: ThreadTuner | None = None) -> None:
         self.llama = llama
         self.lease = lease
         self.cap = cap
+        self.tuner = tuner
         self.threads = 0
+        self._last: float | None = None
 
     def apply(self) -> None:
-        threads = self.lease.sync()
-        if self.cap is not None:
-            threads = min(threads, self.cap)
+        held = self.lease.sync()
+        budget = self.lease.budget
+        if self.cap is not None or budget.pinned:
+            threads = min(held, self.cap or held)
+        elif self.tuner is not None:
+            threads = self.tuner.choose(held, budget.auto_threads())
+        else:
+            threads = min(held, budget.auto_threads())
         if threads != self.threads:
             set_threads(self.llama, threads)
             self.threads = threads
 
+    def observe(self, seconds: float) -> None:
+        """Record the duration of a single-token step run with the current count."""
+        if self.tuner is not None and self.threads:
+            self.tuner.observe(self.threads, seconds)
+
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        now = time.perf_counter()
+        if self._last is not None:  # since the last token: sampling plus one decode step
+            self.observe(now - self._last)
         self.apply()
+        self._last = time.perf_counter()
         return scores
+
+
+def thread_sync(llama: Llama, lease: Lease, cap: int | None = None) -> ThreadSync:
+    """A :class:`ThreadSync` for ``llama`` with its tuner when its count is automatic."""
+    tuner = lease.budget.tuner(llama) if cap is None else None
+    return ThreadSync(llama, lease, cap, tuner)
 
 
 @contextlib.contextmanager
@@ -208,7 +234,7 @@ def _leased(llama: Llama, want: int | None, request: dict[str, Any]) -> Iterator
     """Hold threads from the budget for one call (model lock held); ``request``'s logits
     processors sync them between tokens."""
     with thread_budget().lease(want) as lease:
-        sync = ThreadSync(llama, lease)
+        sync = thread_sync(llama, lease, want)
         sync.apply()
         request["logits_processor"].insert(0, sync)
         yield sync

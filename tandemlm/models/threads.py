@@ -13,13 +13,17 @@ So every embedded model call takes its threads from one process-wide
 - the budget is the most threads all embedded models computing at the same moment may
   use together: ``TANDEM_THREADS``, else ``threads`` in ``tandem.toml``, else the
   physical cores this process may run on;
-- a call asks for its model's ``params.threads`` (capped by the budget); without one, a
-  pinned budget (set by ``TANDEM_THREADS`` or ``tandem.toml``) is used whole, and an
-  automatic one gives the cores other processes leave free (sampled from ``/proc/stat``
-  while models run; at least one; ``cores - 1`` where ``/proc/stat`` does not exist);
-- calls running at the same time share the budget fairly and never use more than it
-  together: a call waits for a thread when all are taken, and running calls give
-  threads back (or take free ones) between tokens (:meth:`Lease.sync`).
+- a call asks for its model's ``params.threads`` (capped by the budget), else for the
+  whole budget; calls running at the same time share the budget fairly and never hold
+  more than it together: a call waits for a thread when all are taken, and running calls
+  give threads back (or take free ones) between tokens (:meth:`Lease.sync`);
+- a call uses every thread it holds when the count was set (``TANDEM_THREADS``,
+  ``tandem.toml`` or the model's ``params.threads``). Otherwise a :class:`ThreadTuner` per
+  model picks, step by step, how many of them to use: it starts from the cores other
+  processes leave free (sampled from ``/proc/stat`` while models run; ``cores - 1`` where
+  ``/proc/stat`` does not exist) and measures the alternatives now and then, because the
+  fastest count depends on what else runs (one other busy process: 1 thread of 2 is
+  fastest; a heavily oversubscribed machine: all of them, which get more CPU share).
 
 Besides, the process asks OpenMP threads to sleep rather than spin while they wait
 (``OMP_WAIT_POLICY=PASSIVE``, unless the environment sets ``OMP_WAIT_POLICY`` or
@@ -51,6 +55,7 @@ __all__ = [
     "CpuLoad",
     "Lease",
     "ThreadBudget",
+    "ThreadTuner",
     "configure_threads",
     "cpu_cores",
     "prepare_openmp",
@@ -227,10 +232,10 @@ class ThreadBudget:
 
     Args:
         total: the most threads all leases hold together.
-        pinned: each call without its own thread count takes the whole budget (its fair
-            share); otherwise the share is limited to the cores other processes leave free.
-        load: the sampler of other processes' CPU use (``None``: none, so an automatic
-            budget uses ``cores - 1`` per call).
+        pinned: the count was set by the user: calls use every thread they hold (no
+            tuning, no load sampling).
+        load: the sampler of other processes' CPU use, for the automatic guess
+            (:meth:`auto_threads`; ``None``: ``cores - 1``).
         cores: physical cores (for the automatic share; default: :func:`cpu_cores`).
 
     Raises:
@@ -253,6 +258,7 @@ class ThreadBudget:
         self._checked = -1.0
         self._free_cores = self.total
         self._logical = max(1, len(_usable_cpus()))
+        self._tuners: dict[int, ThreadTuner] = {}
 
     # -- accounting ---------------------------------------------------------------------
     @property
@@ -261,7 +267,8 @@ class ThreadBudget:
         return self._in_use
 
     def auto_threads(self) -> int:
-        """Threads a call without its own count gets when alone (the default per call)."""
+        """The first guess of an automatic budget: the cores other processes leave free
+        (a pinned budget: all of it); where a tuner starts, and a model's load-time count."""
         if self.pinned:
             return self.total
         self._refresh()
@@ -289,11 +296,7 @@ class ThreadBudget:
         leases = self._leases
         if not leases:
             return
-        auto = [lease for lease in leases if lease.want is None]
         capacity = self.total
-        if auto and not self.pinned:
-            # threads beyond what other processes leave free only run single-threaded calls
-            capacity = min(self.total, max(self._free_cores, len(leases)))
         wants = [min(lease.want or self.total, self.total) for lease in leases]
         shares = [1 if i < capacity else 0 for i in range(len(leases))]
         rest = capacity - sum(shares)
@@ -375,6 +378,15 @@ class ThreadBudget:
                 self._retarget()
                 self._cond.notify_all()
 
+    def tuner(self, model: object) -> ThreadTuner | None:
+        """The tuner of ``model``'s thread count (one per model and budget), or None when
+        the count is not automatic (pinned budget) or OpenMP threads spin while they wait
+        (then a probe of a slow count could cost 40x a step; see :func:`prepare_openmp`)."""
+        if self.pinned or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+            return None
+        with self._cond:
+            return self._tuners.setdefault(id(model), ThreadTuner())
+
     def describe(self) -> dict[str, object]:
         """The budget's settings and state (for logs and benchmarks)."""
         default = self.auto_threads()
@@ -388,6 +400,94 @@ class ThreadBudget:
                 "leases": [(lease.want, lease.threads) for lease in self._leases],
                 "openmp_wait": _openmp_wait(),
             }
+
+
+class ThreadTuner:
+    """Chooses how many of a call's threads each single-token step uses, by measuring.
+
+    Which count is fastest depends on what else runs: on an idle machine all cores win; with
+    one other busy process one thread wins (the threads wait for the one that shares a
+    core); on a heavily oversubscribed machine all cores win again (more threads, more CPU
+    share). The tuner starts from a guess (the cores other processes leave free), measures
+    each step, and now and then tries another count for a few steps: 1, the guess and every
+    thread held. A count that lost is tried again less and less often (the cost of a bad
+    probe stays small), and measurements expire, so a change of load is noticed.
+
+    Args:
+        probe_every: steps between two probes of a count that did not lose.
+        probe_steps: measured steps per probe (one more step, the switch, is not measured).
+        keep: seconds a measurement stays valid.
+        samples: measurements kept per count (the estimate is their median).
+        clock: time source (tests pass a fake).
+    """
+
+    def __init__(self, probe_every: int = 24, probe_steps: int = 2, keep: float = 10.0,
+                 samples: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.probe_every = probe_every
+        self.probe_steps = probe_steps
+        self.keep = keep
+        self.clock = clock
+        self._times: dict[int, deque[tuple[float, float]]] = {}
+        self._samples = samples
+        self._lock = threading.Lock()
+        self._step = 0
+        self._next: dict[int, int] = {}  # step from which a count may be probed
+        self._interval: dict[int, int] = {}
+        self._probe: int | None = None
+        self._probe_left = 0
+        self._previous = 0  # count of the last observed step (a switch is not measured)
+
+    def estimate(self, threads: int) -> float | None:
+        """Median seconds per step with ``threads`` threads (None: no valid measurement)."""
+        now = self.clock()
+        found = [s for at, s in self._times.get(threads, ()) if now - at <= self.keep]
+        return sorted(found)[len(found) // 2] if found else None
+
+    def choose(self, held: int, guess: int) -> int:
+        """The thread count for the next step (at most ``held``, the lease's threads)."""
+        with self._lock:
+            self._step += 1
+            counts = sorted({1, held, min(max(guess, 1), held)})
+            if self._probe in counts and self._probe_left > 0:
+                self._probe_left -= 1
+                return self._probe  # type: ignore[return-value]
+            if self._probe is not None:
+                self._end_probe(counts, guess, held)
+            best = self._best(counts, guess, held)
+            due = [c for c in counts if c != best and self._step >= self._next.get(c, 4)]
+            if due:
+                probe = min(due, key=lambda c: (self.estimate(c) is not None, c))
+                self._probe, self._probe_left = probe, self.probe_steps
+                return probe
+            return best
+
+    def _best(self, counts: list[int], guess: int, held: int) -> int:
+        known = {c: e for c in counts if (e := self.estimate(c)) is not None}
+        return min(known, key=known.__getitem__) if known else min(max(guess, 1), held)
+
+    def _end_probe(self, counts: list[int], guess: int, held: int) -> None:
+        probe, self._probe = self._probe, None
+        assert probe is not None
+        best = self._best(counts, guess, held)
+        interval = self._interval.get(probe, self.probe_every)
+        # a count that lost is probed half as often each time (at most every 16 periods)
+        interval = min(interval * 2, 16 * self.probe_every) if best != probe else self.probe_every
+        self._interval[probe] = interval
+        self._next[probe] = self._step + interval
+
+    def observe(self, threads: int, seconds: float) -> None:
+        """Record how long a single-token step with ``threads`` threads took."""
+        with self._lock:
+            if threads != self._previous:
+                self._previous = threads  # the first step after a switch pays for it
+                return
+            times = self._times.setdefault(threads, deque(maxlen=self._samples))
+            times.append((self.clock(), seconds))
+            if self._probe == threads and self._probe_left > 0:
+                known = [e for c in self._times if c != threads
+                         and (e := self.estimate(c)) is not None]
+                if known and seconds > 3 * min(known):
+                    self._probe_left = 0  # far slower: stop this probe now
 
 
 # -- the process-wide budget ---------------------------------------------------------------

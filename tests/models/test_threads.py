@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,14 @@ from tandemlm.config import _load, load_config
 from tandemlm.errors import ConfigError
 from tandemlm.models import threads as threads_mod
 from tandemlm.models.spec import ModelSpec
-from tandemlm.models.threads import CpuLoad, ThreadBudget, _Sample, configure_threads, cpu_cores
+from tandemlm.models.threads import (
+    CpuLoad,
+    ThreadBudget,
+    ThreadTuner,
+    _Sample,
+    configure_threads,
+    cpu_cores,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -215,31 +224,137 @@ def test_automatic_share_is_the_cores_other_processes_leave_free() -> None:
     assert budget.auto_threads() == 1  # never below one
 
 
-def test_automatic_calls_shrink_while_the_machine_is_busy_and_grow_back() -> None:
+def _applied(sync: Any) -> int:
+    sync.apply()
+    return int(sync.threads)
+
+
+def test_without_a_tuner_automatic_calls_use_the_free_cores_and_follow_the_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tandemlm.models import llamacpp
+
+    applied: list[int] = []
+    monkeypatch.setattr(llamacpp, "set_threads", lambda llama, n: applied.append(n))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning: no tuner probes
     others = [0.0]
     budget = ThreadBudget(2, pinned=False, load=lambda: others[0], cores=2)
     with budget.lease() as lease:
-        assert lease.threads == 2
+        sync = llamacpp.thread_sync(object(), lease)  # type: ignore[arg-type]
+        assert sync.tuner is None and lease.threads == 2
+        sync.apply()
         others[0] = 1.0
-        _wait_for(lambda: lease.sync() == 1)
+        _wait_for(lambda: _applied(sync) == 1)
         others[0] = 0.0
-        _wait_for(lambda: lease.sync() == 2)
+        _wait_for(lambda: _applied(sync) == 2)
+    assert applied == [2, 1, 2]
 
 
-def test_automatic_single_thread_calls_run_side_by_side_on_a_busy_machine() -> None:
-    # Threads beyond the free cores are only handed out one per call: two calls at once
-    # each run single-threaded (no spinning) instead of one waiting for the other.
+def test_own_and_pinned_counts_are_used_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tandemlm.models import llamacpp
+
+    monkeypatch.setattr(llamacpp, "set_threads", lambda llama, n: None)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    auto = ThreadBudget(4, pinned=False, load=lambda: 3.0, cores=4)
+    with auto.lease(want=3) as lease:
+        sync = llamacpp.thread_sync(object(), lease, cap=3)  # type: ignore[arg-type]
+        sync.apply()
+        assert sync.tuner is None and sync.threads == 3  # busy machine, but the model says 3
+    with ThreadBudget(2).lease() as lease:
+        sync = llamacpp.thread_sync(object(), lease)  # type: ignore[arg-type]
+        sync.apply()
+        assert sync.tuner is None and sync.threads == 2
+
+
+def test_automatic_calls_at_once_run_single_threaded_side_by_side_on_two_cores() -> None:
+    # two calls at once each hold one thread (fair shares) instead of one waiting
     budget = ThreadBudget(2, pinned=False, load=lambda: 1.0, cores=2)
     with budget.lease() as a:
+        assert a.threads == 2  # alone: the whole budget (the tuner decides how many to use)
         got: list[int] = []
-        thread = _in_background(lambda: got.append(_hold(budget)))
+        done = threading.Event()
+
+        def second() -> None:
+            with budget.lease() as lease:
+                got.append(lease.threads)
+                done.wait()
+
+        thread = _in_background(second)
+        _wait_for(lambda: a.sync() == 1 and bool(got))  # a generation syncs between tokens
+        assert got == [1] and budget.in_use == 2
+        done.set()
         thread.join(timeout=5)
-        assert got == [1] and a.sync() == 1
 
 
-def _hold(budget: ThreadBudget) -> int:
-    with budget.lease() as lease:
-        return lease.threads
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(tuner: ThreadTuner, clock: _Clock, cost: dict[int, float], steps: int,
+           held: int = 2, guess: int = 1) -> list[int]:
+    """Run ``steps`` single-token steps whose duration depends on the thread count."""
+    used = []
+    for _ in range(steps):
+        threads = tuner.choose(held, guess)
+        used.append(threads)
+        clock.now += cost[threads]
+        tuner.observe(threads, cost[threads])
+    return used
+
+
+def test_the_tuner_finds_that_all_cores_are_faster_on_an_idle_machine() -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(clock=clock)
+    used = _drive(tuner, clock, {1: 0.10, 2: 0.055}, 200, guess=1)  # starts from the guess
+    assert used[0] == 1
+    assert used[20:].count(2) / len(used[20:]) >= 0.9
+
+
+def test_the_tuner_keeps_one_thread_when_the_other_core_is_busy_and_probes_less_often() -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(clock=clock)
+    used = _drive(tuner, clock, {1: 0.02, 2: 0.04}, 400, guess=2)  # the guess was wrong
+    assert used[50:].count(1) / len(used[50:]) >= 0.95
+    probes = sum(1 for a, b in itertools.pairwise(used[50:]) if a == 1 and b == 2)
+    assert probes <= 4  # backs off: every 48, 96, 192, ... steps
+
+
+def test_the_tuner_follows_a_change_of_load() -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(clock=clock, keep=2.0)
+    _drive(tuner, clock, {1: 0.10, 2: 0.055}, 100)
+    used = _drive(tuner, clock, {1: 0.02, 2: 0.30}, 300)  # another process took a core
+    assert used[-100:].count(1) >= 95
+
+
+def test_a_far_slower_probe_stops_after_one_measured_step() -> None:
+    clock = _Clock()
+    tuner = ThreadTuner(clock=clock, probe_steps=5)
+    used = _drive(tuner, clock, {1: 0.02, 2: 1.0}, 60, guess=1)
+    first = used.index(2)
+    assert used[first:first + 3] == [2, 2, 1]  # the switch, one measured step, back
+
+
+def test_one_thread_held_means_one_thread() -> None:
+    clock = _Clock()
+    assert set(_drive(ThreadTuner(clock=clock), clock, {1: 0.1}, 50, held=1, guess=2)) == {1}
+
+
+def test_tuners_only_for_automatic_budgets_with_sleeping_openmp_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = object()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    auto = ThreadBudget(2, pinned=False, load=None, cores=2)
+    assert auto.tuner(model) is auto.tuner(model) is not None  # one per model
+    assert auto.tuner(object()) is not auto.tuner(model)
+    assert ThreadBudget(2).tuner(model) is None  # pinned: counts as set
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert auto.tuner(object()) is None  # spinning: a slow probe could cost 40x
 
 
 def test_without_proc_stat_the_automatic_share_leaves_one_core_free() -> None:

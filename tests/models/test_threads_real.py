@@ -114,3 +114,17 @@ def test_token_level_models_take_one_lease_and_keep_their_own_limit() -> None:
         assert _context_threads("smollm2-135m", 896) == 1  # its own threads: 1
         assert _context_threads("smollm2-135m", 960) == 2
     assert budget.in_use == 0 and small.decoder.threads is None
+
+
+def test_an_automatic_budget_tunes_the_count_while_generating(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    budget = ThreadBudget(2, pinned=False, load=None, cores=2)  # first guess: 1 thread
+    threads_mod._BUDGET[:] = [budget]
+    chat = ChatLlamaCpp(model="smollm2-135m", n_ctx=704, max_tokens=40)
+    reply = chat.invoke("Count from 1 to 30, separated by commas.")
+    llama, _ = get_llama("smollm2-135m", 704)
+    tuner = budget.tuner(llama)
+    assert tuner is not None and reply.usage_metadata is not None
+    assert reply.usage_metadata["output_tokens"] >= 12
+    # started at the guess, then measured the other count too
+    assert tuner.estimate(1) is not None and tuner.estimate(2) is not None
