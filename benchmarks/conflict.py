@@ -50,6 +50,15 @@ def append(path: Path, rec: dict[str, Any]) -> None:
 
 
 def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, Any]]) -> None:
+    from multihop import correct
+
+    gold = {r["id"]: r["gold"] for r in rows}
+    for rec in done.values():  # graded here, so every record is graded by the same rule
+        if rec["id"] in gold:
+            rec["ok"] = correct(rec["answer"], gold[rec["id"]])
+            if "local" in rec:
+                rec["slm_ok"] = correct(rec["local"], gold[rec["id"]])
+                rec["llm_ok"] = correct(rec["remote"], gold[rec["id"]])
     def acc(flow: str, key: str, subset: set[str]) -> str:
         recs = [done[(flow, i)] for i in subset if (flow, i) in done]
         return f"{sum(r[key] for r in recs)}/{len(recs)}" if recs else "-"

@@ -66,13 +66,20 @@ def load(limit: int | None) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
+def _pattern(alt: str) -> str:
+    """``alt`` word-bounded, spaces and hyphens interchangeable, a final plural optional
+    (``5 years`` matches ``5-year`` and ``5 years``)."""
+    words = [w for w in re.split(r"[\s-]+", alt.strip()) if w]
+    parts = [re.escape(w) for w in words]
+    if len(words) > 1 and re.fullmatch(r"[A-Za-z]{3,}s", words[-1]):
+        parts[-1] = re.escape(words[-1][:-1]) + "s?"
+    return r"(?<!\w)" + r"[\s-]+".join(parts) + r"(?!\w)"
+
+
 def correct(answer: str, gold: list[list[str]]) -> bool:
-    """Every group of alternatives has one alternative in the answer (word-bounded)."""
+    """Every group of alternatives has one alternative in the answer (see ``_pattern``)."""
     text = " ".join(answer.split())
-    return all(
-        any(re.search(rf"(?<!\w){re.escape(alt)}(?!\w)", text, re.IGNORECASE) for alt in group)
-        for group in gold
-    )
+    return all(any(re.search(_pattern(alt), text, re.IGNORECASE) for alt in group) for group in gold)
 
 
 def cited_ids(answer: str) -> list[str]:
@@ -162,6 +169,10 @@ def precision(records: list[dict[str, Any]], key: str, support: dict[str, list[s
 
 def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, Any]], flows: list[str]) -> None:
     support = {r["id"]: r["support"] for r in rows}
+    gold = {r["id"]: r["gold"] for r in rows}
+    for rec in done.values():  # graded here, so every record is graded by the same rule
+        if "answer" in rec and rec["id"] in gold:
+            rec["correct"] = correct(rec["answer"] or "", gold[rec["id"]])
     print(f"{'flow':<18} {'n':>3} {'accuracy':>9} {'doc recall':>11} {'all docs':>9} "
           f"{'cite prec raw':>14} {'after check':>12} {'mean lat.':>10} {'SLM/q':>6} {'LLM/q':>6} {'echo':>5}")
     for flow in flows:

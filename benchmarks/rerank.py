@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,9 @@ def score(which: str, answer: str, gold: str) -> bool:
 
     if which == "gsm8k":
         return get_scorer("numeric")(answer, gold) >= 1.0
-    return any(re.search(rf"(?<!\w){re.escape(g.strip())}(?!\w)", answer, re.IGNORECASE) for g in gold.split("|"))
+    from multihop import correct
+
+    return correct(answer, [[g.strip() for g in gold.split("|")]])
 
 
 def append(path: Path, rec: dict[str, Any]) -> None:

@@ -328,7 +328,7 @@ def main() -> None:
     parser.add_argument("--no-llm", action="store_true", help="skip the confidence/self_eval part")
     parser.add_argument("--no-cheap", action="store_true", help="skip the logistic/knn/bandit part")
     parser.add_argument("--llm-n", type=int, default=10)
-    parser.add_argument("--search-n", type=int, default=20)
+    parser.add_argument("--search-n", type=int, default=8)
     parser.add_argument("--eval-n", type=int, default=150)
     parser.add_argument("--length", type=int, default=3)
     parser.add_argument("--random-draws", type=int, default=5)

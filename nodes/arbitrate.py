@@ -6,8 +6,10 @@ extracts a short answer from each (the first sentence, citations removed) and co
 them (:func:`agree`: yes/no polarity, then the first number, then word overlap). When they
 agree, the first answer stands and no model is called. When they disagree, ``model``
 reads the retrieved evidence and both answers and replies ``A [source]``, ``B [source]``
-or ``NEITHER``; the supported answer is returned with its citation, or a reply that says
-the sources do not settle it (choice ``undecided``). The decision (kind ``arbitrate``)
+or ``NEITHER``; the supported answer is returned with a citation (the first source the
+arbiter named that holds the short answer, by ``cite_check``'s lexical test, else the
+first evidence source that does, else none), or a reply that says the sources do not
+settle it (choice ``undecided``). The decision (kind ``arbitrate``)
 records both short answers, the verdict and the cited source.
 """
 
@@ -24,7 +26,7 @@ from tandemlm.core.ledger import meta_of
 from tandemlm.core.node import Decision, Node, NodeCall, NodeResult, Port
 from tandemlm.core.state import lookup
 from tandemlm.errors import ModelUnavailableError
-from tandemlm.nodes.grounding import numbers, words
+from tandemlm.nodes.grounding import lexical_support, numbers, source_texts, words
 from tandemlm.nodes.multihop import passages
 
 SYSTEM = "You check answers against source passages. You are strict and brief."
@@ -66,9 +68,10 @@ def _first_number(text: str) -> str | None:
 def agree(a: str, b: str) -> bool:
     """Whether two short answers say the same thing.
 
-    Yes/no answers must have the same polarity; answers with numbers must share their first
-    number (``30 days`` vs ``within 30 days``, not ``14 days``); others need half their
-    content words in common.
+    Yes/no answers must have the same polarity; answers with numbers must have the same
+    first number (``30 days`` vs ``within 30 days``; not ``14 days``, and ``1-2 days`` not
+    ``2-3 days``); others need half their content words in common. When in doubt they
+    disagree: that costs one arbiter call, a false agreement costs the right answer.
     """
     pa, pb = _POLARITY.match(a), _POLARITY.match(b)
     if pa and pb and pa.group(1).lower() != pb.group(1).lower():
@@ -76,7 +79,7 @@ def agree(a: str, b: str) -> bool:
     na, nb = _first_number(a), _first_number(b)
     if na is not None or nb is not None:
         if na is not None and nb is not None:
-            return na in numbers(b) or nb in numbers(a)
+            return na == nb
         return bool(pa and pb)
     if pa and pb:
         return True
@@ -99,6 +102,17 @@ def parse_verdict(text: str) -> tuple[str | None, list[str]]:
             word = match.group(1).upper()
             return (word if word in ("A", "B") else None), ids
     return None, ids
+
+
+def supporting_source(answer: str, named: list[str], hits: list[dict[str, Any]],
+                      question: str) -> str | None:
+    """The source to cite for ``answer``: the first one the arbiter named that holds it,
+    else the first evidence source that does (``cite_check``'s lexical test), else None."""
+    texts = source_texts(hits)
+    for source in [*named, *texts]:
+        if source in texts and lexical_support(answer, texts[source], question):
+            return source
+    return None
 
 
 class Arbitrate(Node):
@@ -166,7 +180,7 @@ class Arbitrate(Node):
             call.error(f"arbiter failed: {exc}")
             ids = []
         cited = [i for i in ids if i in known]
-        details = {"answers": said, "verdict": reply_text[:200], "sources": cited}
+        details: dict[str, Any] = {"answers": said, "verdict": reply_text[:200], "sources": cited}
         reason = f"{first} says {shorts[0]!r}, {second} says {shorts[1]!r}: "
         if verdict is None:
             text = self.undecided.replace("{a}", shorts[0]).replace("{b}", shorts[1])
@@ -177,13 +191,15 @@ class Arbitrate(Node):
             )
         index = 0 if verdict == "A" else 1
         chosen = texts[index]
-        if cited and not any(f"[{c}]" in chosen for c in cited):
-            chosen = f"{chosen.rstrip()} [{cited[0]}]"
+        source = supporting_source(shorts[index], cited, hits, str(state.get("input") or ""))
+        details["cited"] = source
+        if source and f"[{source}]" not in chosen:
+            chosen = f"{chosen.rstrip()} [{source}]"
         field = self.candidates[index]
         return NodeResult(
             outputs={self.output: chosen},
             decision=Decision(kind="arbitrate", choice=field,
                               reason=reason + f"the evidence supports {field}"
-                              + (f" [{cited[0]}]" if cited else ""), details=details),
+                              + (f" [{source}]" if source else ""), details=details),
             credit=models[index], meta={self.output: meta_of(state, field)},
         )
