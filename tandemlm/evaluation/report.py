@@ -226,9 +226,10 @@ def print_table(data: Mapping[str, Any], console: Any = None) -> None:
     console = console or Console()
     title = f"{data.get('dataset') or 'eval'} ({data.get('scorer')}, n={len(data['items'])}; [..]: 95% interval)"
     table = Table(title=escape(title))
-    for column in ("flow", "accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "energy",
-                   "truncated", "errors"):
-        table.add_column(column, justify="left" if column == "flow" else "right")
+    widest = max((len(f["label"]) for f in _shown_flows(data)), default=4)
+    table.add_column("flow", no_wrap=True, min_width=min(widest, 40))  # labels whole, even in 80-column logs
+    for column in ("accuracy", "LLM calls", "mean latency", "p95 latency", "cost", "energy", "truncated", "errors"):
+        table.add_column(column, justify="right")
     for flow in _shown_flows(data):
         s = flow["summary"]
         table.add_row(

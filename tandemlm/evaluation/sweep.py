@@ -130,13 +130,14 @@ def plan_sweeps(flows: Sequence[EvalFlow], sweep: tuple[str, list[float] | int])
 def auto_thresholds(scores: Sequence[float], points: int = AUTO_POINTS) -> list[float]:
     """Up to ``points`` thresholds spread over the observed router ``scores``.
 
-    Each threshold is an observed score (rounded down to 6 decimals, so that score still
-    reaches it), taken at evenly spaced quantiles strictly inside the distribution: each
-    gives a different share of LLM calls. The 0% and 100% ends are the baselines.
+    Each threshold sits just below an observed score (by 1e-6: recorded scores are rounded
+    to 6 decimals, so that score still reaches it), taken at evenly spaced quantiles strictly
+    inside the distribution: each gives a different share of LLM calls. The 0% and 100%
+    ends are the baselines.
     """
     distinct = sorted({float(s) for s in scores})
     if len(distinct) < 2:
-        return [math.floor(distinct[0] * 1e6) / 1e6] if distinct else []
+        return [_below(distinct[0])] if distinct else []
     inner = distinct[1:]  # a threshold at the lowest score sends everything to the LLM
     if len(inner) <= points:
         chosen = inner
@@ -144,7 +145,11 @@ def auto_thresholds(scores: Sequence[float], points: int = AUTO_POINTS) -> list[
         qs = [(i + 1) / (points + 1) for i in range(points)]
         ordered = sorted(float(s) for s in scores)
         chosen = sorted({_quantile_value(ordered, q) for q in qs} - {distinct[0]})
-    return sorted({math.floor(v * 1e6) / 1e6 for v in chosen})
+    return sorted({_below(v) for v in chosen})
+
+
+def _below(score: float) -> float:
+    return max(0.0, round(score - 1e-6, 6))
 
 
 def _quantile_value(ordered: list[float], q: float) -> float:

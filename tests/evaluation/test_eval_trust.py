@@ -183,8 +183,11 @@ def test_auto_sweep_points_all_differ(tmp_path: Path) -> None:
     # scores in a narrow band (a confidence router on math): a fixed 0.1:0.9 grid sees one point
     scores = [0.046, 0.07, 0.09, 0.11, 0.13, 0.155]
     chosen = auto_thresholds(scores, 9)
-    assert chosen == [0.07, 0.09, 0.11, 0.13, 0.155]
+    assert chosen == [0.069999, 0.089999, 0.109999, 0.129999, 0.154999]  # just below each score
     assert len({sum(s >= t for s in scores) for t in chosen}) == len(chosen)
+    # recorded scores are rounded to 6 decimals: 0.0757955 is recorded as 0.075796
+    (below,) = auto_thresholds([0.05, 0.075796])
+    assert below == 0.075795 and below <= 0.0757955
     flow = _cascade("plain", "Q: {input}", LLM)
     run = run_eval([*baseline_flows(flow), flow], ITEMS, cache=tmp_path / "c.db")
     (sweep,) = run_sweeps(run, [flow], parse_sweep("auto"), cache=tmp_path / "c.db")
