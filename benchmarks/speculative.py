@@ -28,7 +28,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from tandemlm.models.llamacpp import get_llama
 from tandemlm.decoding import (
     AdaptiveDraftLength,
     Decoder,
@@ -39,6 +38,7 @@ from tandemlm.decoding import (
     chat_prompt_tokens,
     speculative,
 )
+from tandemlm.models.llamacpp import get_llama
 
 SYSTEM = "You are a precise assistant. Answer briefly and directly."
 CODE = [

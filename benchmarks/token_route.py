@@ -26,8 +26,6 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from tandemlm.evaluation.scorers import numeric
-from tandemlm.models.llamacpp import get_llama
 from tandemlm.decoding import (
     Decoder,
     RoutePolicy,
@@ -35,6 +33,8 @@ from tandemlm.decoding import (
     chat_prompt_tokens,
     token_route,
 )
+from tandemlm.evaluation.scorers import numeric
+from tandemlm.models.llamacpp import get_llama
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "gsm8k" / "train_sample.jsonl"

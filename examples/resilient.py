@@ -12,8 +12,8 @@ import socket
 from _common import parse_args, with_overrides
 
 from tandemlm import compile_flow
-from tandemlm.flows.loader import load_flow
 from tandemlm.escalations import EscalationQueue
+from tandemlm.flows.loader import load_flow
 
 args = parse_args(__doc__ or "", "Say hello in French.")
 data = with_overrides(load_flow("resilient"), args).to_dict()

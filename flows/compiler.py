@@ -209,12 +209,12 @@ def _fan_out(edge: EdgeSpec) -> Any:
     return send
 
 
-def build_graph(checked: CheckedFlow) -> StateGraph:
+def build_graph(checked: CheckedFlow) -> StateGraph[Any, TandemContext, Any, Any]:
     """The uncompiled LangGraph ``StateGraph`` of a checked flow (state schema generated
     from the nodes' declared outputs)."""
     spec = checked.spec
     schema = state_schema(_identifier(spec.name), checked.channels, dict.fromkeys(checked.items))
-    graph: StateGraph = StateGraph(schema, context_schema=TandemContext)
+    graph: StateGraph[Any, TandemContext, Any, Any] = StateGraph(schema, context_schema=TandemContext)
     for name, node in checked.nodes.items():
         graph.add_node(name, _wrap(name, node, checked.node_types[name]))
     for entry in spec.entries():

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tandemlm.core.node import Node, Port
+from tandemlm.core.state import BUILTIN_CHANNELS, RESERVED
 from tandemlm.errors import SpecError
 from tandemlm.flows.loader import validation_error
 from tandemlm.flows.registry import node_type, router_type
-from tandemlm.core.node import Node, Port
-from tandemlm.core.state import BUILTIN_CHANNELS, RESERVED
 from tandemlm.flows.spec import END, FlowSpec
 from tandemlm.nodes.route import RouteNode
 from tandemlm.nodes.routers.base import Router

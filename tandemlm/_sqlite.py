@@ -79,7 +79,7 @@ def connect(
         ...     db.execute("INSERT INTO t VALUES (1)")
     """
     db = sqlite3.connect(path, timeout=timeout, check_same_thread=check_same_thread,
-                         isolation_level=None if autocommit else "")
+                         isolation_level=None if autocommit else "DEFERRED")
     try:
         retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"), timeout)
         db.execute("PRAGMA synchronous=NORMAL")

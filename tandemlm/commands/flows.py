@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -83,7 +83,7 @@ def run(
     resolved = compiled.models.describe()
     compiled.models.preflight()
     err.print("models: " + ", ".join(f"{k}={v}" for k, v in resolved.items()), style="dim", markup=False)
-    run_args = {"thread_id": thread, "capture_content": capture_content or None, "variables": variables}
+    run_args: dict[str, Any] = {"thread_id": thread, "capture_content": capture_content or None, "variables": variables}
     with cli_tracing():
         if quiet or as_json or not sys.stderr.isatty():
             result = asyncio.run(compiled.arun(question, **run_args))

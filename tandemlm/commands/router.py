@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,7 +55,7 @@ def router_train(
         f"training {router} on {len(data.texts)} queries ({data.weak_name} vs {data.strong_name})",
         markup=False,
     )
-    options = {"k": k} if router == "knn" else {}
+    options: dict[str, Any] = {"k": k} if router == "knn" else {}
     model = fit_router(router, data, embedding=embedding, **options)
     extra: dict[str, object] = {
         "trained_on": str(table),

@@ -248,7 +248,7 @@ def random_scores(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-def oracle_scores(weak: Sequence[float], strong: Sequence[float]) -> np.ndarray:
+def oracle_scores(weak: Sequence[float] | np.ndarray, strong: Sequence[float] | np.ndarray) -> np.ndarray:
     """Scores of the oracle router: the strong model's quality gain over the weak one.
 
     Queries where only the strong model is right come first (score 1), then ties

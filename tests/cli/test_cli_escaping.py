@@ -52,6 +52,7 @@ def tandem(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_flows_list_shows_bracketed_text() -> None:
     listed = tandem(Path.cwd(), "flows", "list")
     assert listed.returncode == 0, listed.stderr
@@ -109,6 +110,7 @@ def test_failed_run_keeps_its_usage_in_the_trace_summary(tmp_path: Path) -> None
     assert "path  draft -> escalate" in shown.stdout
 
 
+@pytest.mark.slow
 def test_runs_are_found_by_request_id(tmp_path: Path) -> None:
     store = TraceStore(tmp_path / "t.db")
     for i, request in enumerate(["order-42", "order-42", "other"]):

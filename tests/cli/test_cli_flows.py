@@ -33,6 +33,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str)
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -48,6 +49,7 @@ def test_bad_input_is_one_line(args: tuple[str, ...], fragment: str) -> None:
     assert_one_line_error(tandem(*args), fragment)
 
 
+@pytest.mark.slow
 def test_invalid_yaml_and_invalid_spec(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("nodes: [\n")
@@ -57,6 +59,7 @@ def test_invalid_yaml_and_invalid_spec(tmp_path: Path) -> None:
     assert_one_line_error(tandem("validate", str(wrong)), "nodes.a.model: unknown model 'smal' (known: m)")
 
 
+@pytest.mark.slow
 def test_validate_graph_and_list() -> None:
     ok = tandem("validate", "cascade")
     assert ok.returncode == 0 and ok.stdout.startswith("ok: cascade (3 nodes")
@@ -86,6 +89,7 @@ def test_run_cascade_json_on_embedded_model() -> None:
     assert "models: slm=llamacpp:smollm2-135m" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_run_variables_are_one_line(tmp_path: Path) -> None:
     assert_one_line_error(tandem("run", "cascade", "hi", "--var", "no-equals"), "expected NAME=VALUE")
     assert_one_line_error(

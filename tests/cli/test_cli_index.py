@@ -28,6 +28,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> Non
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_add_query_stats_and_reindex_adds_nothing(tmp_path: Path) -> None:
     first = tandem("index", "add", str(example_kb()), "-c", "shop", "--embedding", "hash", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -53,6 +54,7 @@ def test_add_query_stats_and_reindex_adds_nothing(tmp_path: Path) -> None:
     assert "  policies/returns.md: " in stats.stdout
 
 
+@pytest.mark.slow
 def test_index_against_a_chroma_server(tmp_path: Path, chroma_server: tuple[str, int]) -> None:
     host, port = chroma_server
     server = ("--host", host, "--port", str(port))
@@ -67,6 +69,7 @@ def test_index_against_a_chroma_server(tmp_path: Path, chroma_server: tuple[str,
     assert not (tmp_path / "state").exists()  # nothing embedded was created
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

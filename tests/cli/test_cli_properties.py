@@ -105,6 +105,7 @@ def _compiles(source: Any) -> bool:
     return True
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     command=st.sampled_from(["validate", "graph", "run"]),
@@ -126,6 +127,7 @@ spec_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=spec_values, command=st.sampled_from(["validate", "graph", "run"]))
 def test_hostile_flow_files(data: Any, command: str, tmp_path: Path) -> None:
@@ -137,6 +139,7 @@ def test_hostile_flow_files(data: Any, command: str, tmp_path: Path) -> None:
     assert_bad_input(code, stderr)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     key=st.sampled_from(["nodes", "models", "entry", "edges", "routes", "settings", "name"]),
@@ -151,6 +154,7 @@ def test_mutated_keyed_flow(key: str, value: Any, tmp_path: Path) -> None:
     assert_bad_input(code, stderr)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(question=st.text(alphabet=" \t\n\r\u00a0\u2003", max_size=20))
 def test_bad_questions(question: str, tmp_path: Path) -> None:
@@ -168,6 +172,7 @@ def test_too_long_question(tmp_path: Path) -> None:
     assert "longer than" in stderr
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(question=st.text(min_size=1, max_size=60).filter(lambda q: q.strip()))
 def test_any_real_question_runs(question: str, tmp_path: Path) -> None:
@@ -178,6 +183,7 @@ def test_any_real_question_runs(question: str, tmp_path: Path) -> None:
     assert json.loads(stdout)["answer"] == "a small answer"
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     override=st.one_of(
@@ -211,6 +217,7 @@ def _tandem(*args: str | bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]
     )
 
 
+@pytest.mark.slow
 def test_hostile_files_in_a_real_process(tmp_path: Path) -> None:
     deep = tmp_path / "deep.yaml"
     deep.write_text("nodes: " + "[" * 5000 + "]" * 5000, "utf-8")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tandemlm.escalations import EscalationQueue
 from tandemlm.nodes.routers.bandit import BanditRouter
 
@@ -31,6 +33,7 @@ def write_table(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_calibrate_eval(tmp_path: Path) -> None:
     table = write_table(tmp_path / "t.csv")
     r = tandem("router", "train", str(table), "-o", "r.json", "--embedding", "hash:64", "--rate", "0.5", cwd=tmp_path)
@@ -49,6 +52,7 @@ def test_train_calibrate_eval(tmp_path: Path) -> None:
     assert r.returncode == 2 and "nothing to evaluate" in r.stderr
 
 
+@pytest.mark.slow
 def test_feedback_and_escalations(tmp_path: Path) -> None:
     state = tmp_path / "b.sqlite"
     verdict = BanditRouter(state=str(state), embedding="hash:16").decide("hello")

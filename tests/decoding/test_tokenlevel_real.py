@@ -11,7 +11,6 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from tandemlm import compile_flow, load_flow
-from tandemlm.models.llamacpp import ChatLlamaCpp, get_llama
 from tandemlm.decoding import (
     AdaptiveDraftLength,
     Decoder,
@@ -21,6 +20,7 @@ from tandemlm.decoding import (
     chat_prompt_tokens,
     speculative,
 )
+from tandemlm.models.llamacpp import ChatLlamaCpp, get_llama
 
 pytestmark = pytest.mark.real
 

@@ -80,6 +80,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cwd
 
 
+@pytest.mark.slow
 def test_eval_writes_reports_and_resumes(
     evaluated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,5 +160,6 @@ def test_cli_errors_are_one_line(
     one_line_error(in_process(*args, cwd=evaluated, monkeypatch=monkeypatch, capsys=capsys), fragment)
 
 
+@pytest.mark.slow
 def test_a_real_subprocess_error_is_one_line(evaluated: Path) -> None:
     one_line_error(tandem("eval", "flow.yaml", "--dataset", "missing.csv", cwd=evaluated), "no such file")

@@ -88,6 +88,7 @@ def _comparable(run: Any) -> dict[str, dict[str, dict[str, Any]]]:
     }
 
 
+@pytest.mark.slow
 def test_ray_run_equals_local_run(ray_cluster: None, tmp_path: Path) -> None:
     local = run_eval(_flows(), ITEMS, scorer="numeric", cache=tmp_path / "local.db")
     remote = run_eval(_flows(), ITEMS, scorer="numeric", cache=tmp_path / "ray.db", backend="ray")
@@ -102,6 +103,7 @@ def test_ray_run_equals_local_run(ray_cluster: None, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_ray_run_resumes_from_the_cache_and_workers_compile_once(
     ray_cluster: None, tmp_path: Path
 ) -> None:
@@ -140,6 +142,7 @@ def test_ray_run_resumes_from_the_cache_and_workers_compile_once(
     assert again.executed == 0 and again.reused == 3 * len(ITEMS)
 
 
+@pytest.mark.slow
 def test_cli_eval_backend_ray(ray_cluster: None, tmp_path: Path) -> None:
     from tandemlm.cli import app
 

@@ -97,6 +97,7 @@ def test_router_metrics_beside_random_and_oracle() -> None:
     assert no_gap["router"]["apgr"] is None and "gap" in no_gap["router"]["error"]
 
 
+@pytest.mark.slow
 def test_report_files_exist_and_parse(tmp_path: Path) -> None:
     base = flow()
     run = run_eval([*baseline_flows(base), base], ITEMS, cache=tmp_path / "c.db", dataset="toy")

@@ -119,6 +119,7 @@ def _cascade(label: str, llm_prompt: str, llm_replies: dict[str, Any]) -> EvalFl
         "slm": KeyedChatModel(replies=SLM), "llm": KeyedChatModel(replies=llm_replies)})
 
 
+@pytest.mark.slow
 def test_two_flows_get_two_pairs_of_baselines_and_their_own_sweep_table(tmp_path: Path) -> None:
     plain = _cascade("plain", "Q: {input}", LLM)
     careful = _cascade("careful", "Careful. {input}", LLM_CAREFUL)

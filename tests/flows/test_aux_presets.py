@@ -9,6 +9,7 @@ from tandemlm import KeyedChatModel, ScriptedChatModel, compile_flow, load_flow
 REQUEST = "Hi, I'm Ngozi Okafor (ngozi.okafor@example.ng). Where is my refund to GB29 NWBK 6016 1331 9268 19?"
 
 
+@pytest.mark.slow
 async def test_private_sketch_keeps_personal_data_and_profile_local() -> None:
     llm = ScriptedChatModel(replies=["Dear <PERSON_1>, refunds to <IBAN_1> arrive in 5 working days."])
     slm = ScriptedChatModel(replies=["Hello <PERSON_1>! As a Gold member, your refund to <IBAN_1> arrives in 2 days."])

@@ -248,6 +248,7 @@ def tandem(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_tandem_run_pipeline_json_reports_the_llm_call(tmp_path: Path) -> None:
     """`tandem run pipeline ... --json` says the LLM was called (it writes the answer), and
     `tandem traces list --json` says the same of that run."""

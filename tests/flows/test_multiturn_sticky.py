@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tandemlm import ScriptedChatModel, compile_flow
 
 SPEC = {
@@ -39,6 +41,7 @@ print(json.dumps({"decision": r.decisions[-1], "answered_by": r.answered_by,
 """
 
 
+@pytest.mark.slow
 async def test_three_turns_restore_and_do_not_flap(tmp_path) -> None:
     db = str(tmp_path / "chat.sqlite")
     slm = ScriptedChatModel(replies=[{"content": "x", "confidence": 0.5}, {"content": "y", "confidence": 0.8}])

@@ -150,6 +150,7 @@ def test_arbitrary_data_is_spec_error(data: Any) -> None:
     spec_error_or_ok(data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.data())
 def test_mutated_spec_only_raises_spec_error(data: st.DataObject) -> None:
@@ -239,6 +240,7 @@ def test_cycle_without_bound_names_max_steps() -> None:
     assert info.value.path == "settings.max_steps"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [50, 3000])
 @pytest.mark.parametrize(("opener", "suffix"), [("[", ".yaml"), ("{a: ", ".yaml"), ("- ", ".yaml"), ("[", ".json")])
 def test_deep_nesting_in_files(depth: int, opener: str, suffix: str, tmp_path: Path) -> None:
@@ -373,6 +375,7 @@ def test_many_entries_are_bounded() -> None:
     assert info.value.path == "nodes"
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(odd_text)
 def test_odd_names_everywhere(name: str) -> None:

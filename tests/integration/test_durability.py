@@ -120,6 +120,7 @@ def _next_nodes(flow_spec: dict[str, Any], db: Path, thread: str) -> tuple[str, 
         conn.close()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_repeating_completed_nodes(tmp_path: Path) -> None:
     child = _import_child(tmp_path)
     script, db, log = tmp_path / "child.py", tmp_path / "ck.db", tmp_path / "calls.log"
@@ -161,6 +162,7 @@ def test_killed_run_resumes_without_repeating_completed_nodes(tmp_path: Path) ->
         compile_flow(child.FLOW).resume("t1")
 
 
+@pytest.mark.slow
 def test_interpreter_exits_promptly_after_checkpointed_runs(tmp_path: Path) -> None:
     script = tmp_path / "two_runs.py"
     script.write_text(
@@ -201,6 +203,7 @@ async def test_one_wal_saver_per_loop_shared_by_concurrent_runs(tmp_path: Path) 
     assert mode == "wal"
 
 
+@pytest.mark.slow
 def test_several_processes_write_checkpoints_to_one_file(tmp_path: Path) -> None:
     child = _import_child(tmp_path)
     script, db, log = tmp_path / "child.py", tmp_path / "ck.db", tmp_path / "calls.log"
@@ -250,6 +253,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_escalation_queue_and_bandit_state_survive_concurrent_writers(tmp_path: Path) -> None:
     from tandemlm.escalations import EscalationQueue
     from tandemlm.nodes.routers.bandit import BanditState

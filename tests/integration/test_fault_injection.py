@@ -136,6 +136,7 @@ def _spec(name: str) -> Any:
     return spec
 
 
+@pytest.mark.slow
 async def test_300_runs_with_30_percent_faults(
     servers: dict[str, OllamaTestServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -165,6 +165,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_assemble_once(fake: CatalogEntry, cache: Path, tmp_path: Path) -> None:
     spec = {k: getattr(fake, k) for k in ("name", "sha256", "size", "description", "family")}
     spec |= {"packages": list(fake.packages), "parts": list(fake.parts)}

@@ -151,6 +151,7 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
+@pytest.mark.slow
 async def test_zero_leaks_of_pattern_types_on_the_corpus() -> None:
     """Every payload the non-local model receives, for 100+ labelled samples: no leaks."""
     rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
@@ -186,6 +187,7 @@ async def test_zero_leaks_of_pattern_types_on_the_corpus() -> None:
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
+@pytest.mark.slow
 def test_zero_leaks_on_the_example_customer_records() -> None:
     """Records written independently of the patterns (examples/data/customers.jsonl)."""
     rows = [json.loads(line) for line in (EXAMPLES / "customers.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -204,6 +206,7 @@ def test_zero_leaks_on_the_example_customer_records() -> None:
     assert leaks == []
 
 
+@pytest.mark.slow
 def test_store_documents_are_not_over_redacted() -> None:
     found = [e for p in sorted((EXAMPLES / "kb").rglob("*.md")) for e in pii.detect(p.read_text(encoding="utf-8"))]
     assert sorted(e.type for e in found) == ["EMAIL", "PHONE"]  # the shop's own contact details only

@@ -173,6 +173,7 @@ def test_clean_messages_stay_as_they_are() -> None:
     assert {line: [e.text for e in pii.detect(line)] for line in lines if pii.detect(line)} == {}
 
 
+@pytest.mark.slow
 async def test_held_out_adversarial_corpus() -> None:
     """tests/data/pii_adversarial.jsonl (written before tuning, never tuned on): names >= 95%
     and no pattern-type value leaks, scored as benchmarks/privacy_recall.py scores."""
@@ -187,6 +188,7 @@ async def test_held_out_adversarial_corpus() -> None:
     assert total >= 50 and caught / total >= 0.95, [m[:3] for m in misses]
 
 
+@pytest.mark.slow
 async def test_project_corpus_names() -> None:
     bench = _benchmark()
     flow, remote = bench.boundary_flow(["heuristic", "spacy"])
@@ -206,6 +208,7 @@ def test_missing_spacy_model_fails_at_compile_with_the_fix(monkeypatch: pytest.M
     compile_flow(spec)  # rules only: no model needed
 
 
+@pytest.mark.slow
 def test_import_stays_light() -> None:
     code = ("import sys, tandemlm, tandemlm.pii, tandemlm.nodes.privacy\n"
             "print(json.dumps([m for m in ('spacy', 'presidio_analyzer', 'thinc') if m in sys.modules]))")

@@ -8,6 +8,7 @@ import importlib.metadata
 import re
 import sys
 import tomllib
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,12 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@cache
+def _providers() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+@cache
 def _imports() -> dict[tuple[str, str], bool]:
     """{(file, top-level module): imported at module level (outside functions and TYPE_CHECKING)}."""
     found: dict[tuple[str, str], bool] = {}
@@ -71,7 +78,7 @@ def test_every_direct_import_is_declared() -> None:
     declared = _names(project["dependencies"])
     for requirements in project["optional-dependencies"].values():
         declared |= _names(requirements)
-    providers = importlib.metadata.packages_distributions()
+    providers = _providers()
     undeclared = {
         (file, module): providers.get(module, [])
         for (file, module) in _imports()
@@ -82,7 +89,7 @@ def test_every_direct_import_is_declared() -> None:
 
 def test_module_level_imports_are_base_dependencies() -> None:
     base = _names(_pyproject()["project"]["dependencies"])
-    providers = importlib.metadata.packages_distributions()
+    providers = _providers()
     heavy = {
         (file, module)
         for (file, module), at_top in _imports().items()
@@ -94,7 +101,7 @@ def test_module_level_imports_are_base_dependencies() -> None:
 
 def test_no_declared_dependency_goes_unused() -> None:
     project = _pyproject()["project"]
-    providers = importlib.metadata.packages_distributions()
+    providers = _providers()
     imported = {_norm(d) for (_, module) in _imports() for d in providers.get(module, [])}
     # needed without being imported: the MiniLM package is found by path, torch backs
     # sentence-transformers (pinned here so setup.sh's CPU build is kept), uvicorn's app
@@ -149,7 +156,8 @@ def test_unknown_extra_name_fails_at_the_call_site() -> None:
     ids=["chroma", "sentence-transformers", "ray", "otlp", "serve", "viewer", "uvicorn"],
 )
 def test_each_lazy_import_site_names_its_extra(monkeypatch, tmp_path, module, extra, call) -> None:
-    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if absent
+    for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")] or [module]:
+        monkeypatch.setitem(sys.modules, loaded, None)  # importing it (or a submodule) fails as if absent
     with pytest.raises(MissingExtraError) as info:
         call(tmp_path)
     assert info.value.extra == extra

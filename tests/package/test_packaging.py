@@ -24,6 +24,7 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     assert not missing, f"add to [tool.setuptools] packages: {sorted(missing)}"
 
 
+@pytest.mark.slow
 def test_import_does_not_load_heavy_libraries() -> None:
     code = (
         "import sys, tandemlm, tandemlm.cli\n"
@@ -46,7 +47,7 @@ def test_import_direction_core_nodes_flows() -> None:
             text = path.read_text()
             for module in banned:
                 # runtime imports only: TYPE_CHECKING blocks and lazy defaults are allowed
-                for match in re.finditer(rf"^(from|import) {re.escape(module)}\b", text, re.M):
+                for match in re.finditer(rf"^(from|import) {re.escape(module)}\b", text, re.MULTILINE):
                     offenders.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
     assert not offenders, offenders
 
@@ -57,8 +58,8 @@ def test_pytest_entry_points_collect_the_same_tests() -> None:
     pytest_exe = Path(sys.executable).with_name("pytest")
     args = ["--collect-only", "-q", "-p", "no:cacheprovider", "tests"]
     runs = [
-        subprocess.run([str(pytest_exe), *args], capture_output=True, text=True, cwd=ROOT),
-        subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True, cwd=ROOT),
+        subprocess.run([str(pytest_exe), *args], check=False, capture_output=True, text=True, cwd=ROOT),
+        subprocess.run([sys.executable, "-m", "pytest", *args], check=False, capture_output=True, text=True, cwd=ROOT),
     ]
     collected = []
     for run in runs:

@@ -181,6 +181,7 @@ def test_typed_flow_errors_map_to_status(traced: Path) -> None:
         assert ("escalate", "error") in [(d["node"], d["status"]) for e, d in events if e == "node"]
 
 
+@pytest.mark.slow
 async def test_50_concurrent_runs_share_store_and_checkpointer(tmp_path: Path, traced: Path) -> None:
     checkpoints = tmp_path / "shared-checkpoints.db"
     flow = compile_flow(keyed_flow(delay=0.01), checkpointer=checkpoints)
@@ -219,6 +220,7 @@ async def test_50_concurrent_runs_share_store_and_checkpointer(tmp_path: Path, t
     assert threads == {f"t{i}" for i in range(50)}
 
 
+@pytest.mark.slow
 def test_tandem_serve_in_a_real_process(tmp_path: Path) -> None:
     flow_file = tmp_path / "flow.json"
     flow_file.write_text(json.dumps(keyed_flow()), "utf-8")
@@ -250,6 +252,7 @@ def test_tandem_serve_in_a_real_process(tmp_path: Path) -> None:
     assert run is not None and run["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_serve_rejects_bad_options(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TANDEM_HOME": str(tmp_path)}
     flow_file = tmp_path / "flow.json"

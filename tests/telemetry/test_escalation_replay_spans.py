@@ -61,6 +61,7 @@ async def test_replay_failure_stays_pending_with_an_error_span(tmp_path: Path, s
     assert [i["id"] for i in queue.list("pending")] == [item]
 
 
+@pytest.mark.slow
 def test_cli_replay_is_in_the_trace_store(tmp_path: Path, ollama_test_server: Any) -> None:
     """``tandem escalations replay`` against an Ollama-protocol server, then
     ``tandem traces show RUN --json``: the replayed call's ``chat`` span with its usage."""

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FLOW = """
 name: scripted_cascade
 models:
@@ -34,6 +36,7 @@ def tandem(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_run_records_trace_and_traces_commands_read_it(tmp_path):
     (tmp_path / "flow.yaml").write_text(FLOW)
     run = tandem(tmp_path, "run", "flow.yaml", "What is 2+2?", "--json")
@@ -64,6 +67,7 @@ def test_run_records_trace_and_traces_commands_read_it(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error: no run matches")
 
 
+@pytest.mark.slow
 def test_store_setting_and_opt_out(tmp_path):
     (tmp_path / "flow.yaml").write_text(FLOW)
     (tmp_path / "tandem.toml").write_text('[tracing]\nstore = "elsewhere/t.db"\n')

@@ -31,6 +31,7 @@ def browser():
         browser.close()
 
 
+@pytest.mark.slow
 def test_runs_list_run_detail_path_and_hop(filled_store, browser):
     from playwright.sync_api import expect
 
@@ -193,6 +194,7 @@ def test_search_filters_refresh_and_span_panel(viewer_store, browser):
         page.close()
 
 
+@pytest.mark.slow
 def test_failed_span_shows_its_error(filled_store, browser):
     with ViewerServer(filled_store.path, port=0) as viewer:
         page, problems = _page(browser, viewer)
@@ -206,6 +208,7 @@ def test_failed_span_shows_its_error(filled_store, browser):
         page.close()
 
 
+@pytest.mark.slow
 def test_dashboard_rates_histogram_and_calibration(viewer_store, browser):
     from playwright.sync_api import expect
 
