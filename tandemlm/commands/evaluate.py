@@ -171,7 +171,12 @@ def evaluate(
         return
     import json
 
-    print_table(json.loads(paths["results"].read_text("utf-8")), out)
+    console = out
+    if not out.is_terminal:  # a log or a pipe has no width limit: keep the table's rows whole
+        from rich.console import Console
+
+        console = Console(file=out.file, width=max(out.width, 160))
+    print_table(json.loads(paths["results"].read_text("utf-8")), console)
     out.print(f"ran {run.executed}, reused {run.reused} cached results", markup=False)
     out.print(f"report: {paths['html']}\nresults: {paths['results']}", markup=False)
 

@@ -363,7 +363,7 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
             if i % step or spot in seen:
                 continue
             seen.add(spot)
-            ax.annotate(f"{p['value']:g}", (p["llm_share"] + dx, p["accuracy"]), textcoords="offset points",
+            ax.annotate(f"{p['value']:.3g}", (p["llm_share"] + dx, p["accuracy"]), textcoords="offset points",
                         xytext=(4, 6 + lift if i % 2 else -11 - lift), fontsize=7, color=colour)
     markers = {"slm": "v", "llm": "^"}
     for flow in flows:
@@ -374,8 +374,9 @@ def _cost_quality(data: Mapping[str, Any], out: Path, colours: Mapping[str, str]
             _errorbar(ax, x, s, color=colour, marker=markers.get(flow["params"].get("side"), "s"),
                       markersize=8, markeredgecolor="black", alpha=0.8, zorder=3, label=flow["label"])
         else:
-            _errorbar(ax, x, s, color=colour, marker="o", markersize=10,
-                      markeredgecolor="black", alpha=0.85, zorder=4, label=f"{flow['label']} (as configured)")
+            # hollow, so a baseline at the same point (a cascade that never escalates) stays visible
+            _errorbar(ax, x, s, color=colour, marker="o", markersize=13, markerfacecolor="none",
+                      markeredgewidth=2.2, zorder=4, label=f"{flow['label']} (as configured)")
     handles, _ = ax.get_legend_handles_labels()
     if drawn_random:
         handles.append(Line2D([], [], linestyle="--", color="grey", label="random router (expected)"))
