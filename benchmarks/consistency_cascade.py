@@ -29,7 +29,8 @@ call (same greedy prompt, so the same answer), counted only where the cascade es
 Cost: the LLM priced as a remote model (``--llm-price``, a table entry of
 :mod:`tandemlm.models.prices`, per 1M input/output tokens), local SLM work priced by energy
 (measured process CPU seconds x watts per core x electricity price, the defaults of
-:mod:`tandemlm.models.prices`). Prints n, time, load, accuracy, LLM-call share, cost per item
+:mod:`tandemlm.models.prices`; the greedy draft alone is counted as the SLM run's CPU time
+divided by its number of samples). Prints n, time, load, accuracy, LLM-call share, cost per item
 and the share of LLM-only cost; AUROC of each signal for "the SLM's answer is right".
 """
 
