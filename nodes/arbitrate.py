@@ -3,7 +3,8 @@
 Knowledge conflicts (survey 5.2.2): the SLM answers from local documents, the LLM from
 what it learned; the two can disagree, and either can be the outdated one. The node
 extracts a short answer from each (the first sentence, citations removed) and compares
-them (:func:`agree`: yes/no polarity, then the first number, then word overlap). When they
+them (:func:`agree`: yes/no polarity, then the numbers the question does not already
+have, then word overlap). When they
 agree, the first answer stands and no model is called. When they disagree, ``model``
 reads the retrieved evidence and both answers and replies ``A [source]``, ``B [source]``
 or ``NEITHER``; the supported answer is returned with a citation (the first source the
@@ -58,32 +59,37 @@ def short_answer(text: str) -> str:
     return first.strip()
 
 
-def _first_number(text: str) -> str | None:
-    found = re.findall(r"\d+(?:[.,]\d+)*", text)
-    if not found:
-        return None
-    return next(iter(numbers(found[0])))
+def _numbers_in_order(text: str, skip: set[str]) -> list[str]:
+    out: list[str] = []
+    for raw in re.findall(r"\d+(?:[.,]\d+)*", text):
+        value = next(iter(numbers(raw)))
+        if value not in skip and value not in out:
+            out.append(value)
+    return out[:3]
 
 
-def agree(a: str, b: str) -> bool:
-    """Whether two short answers say the same thing.
+def agree(a: str, b: str, question: str = "") -> bool:
+    """Whether two short answers to ``question`` say the same thing.
 
-    Yes/no answers must have the same polarity; answers with numbers must have the same
-    first number (``30 days`` vs ``within 30 days``; not ``14 days``, and ``1-2 days`` not
-    ``2-3 days``); others need half their content words in common. When in doubt they
-    disagree: that costs one arbiter call, a false agreement costs the right answer.
+    Yes/no answers must have the same polarity. Answers with numbers must give the same
+    numbers in the same order (at most the first three, ignoring numbers the question
+    has, such as the ``2`` of "Ridgeline 2P"): ``30 days`` and ``within 30 days`` agree,
+    ``1-2 days`` and ``2-3 days`` do not. Others need half their content words in common.
+    When in doubt they disagree: that costs one arbiter call, a false agreement costs the
+    right answer.
     """
     pa, pb = _POLARITY.match(a), _POLARITY.match(b)
     if pa and pb and pa.group(1).lower() != pb.group(1).lower():
         return False
-    na, nb = _first_number(a), _first_number(b)
-    if na is not None or nb is not None:
-        if na is not None and nb is not None:
+    skip = numbers(question)
+    na, nb = _numbers_in_order(a, skip), _numbers_in_order(b, skip)
+    if na or nb:
+        if na and nb:
             return na == nb
         return bool(pa and pb)
     if pa and pb:
         return True
-    wa, wb = words(a), words(b)
+    wa, wb = words(a) - words(question), words(b) - words(question)
     if not wa or not wb:
         return _norm(a) == _norm(b)
     return len(wa & wb) / min(len(wa), len(wb)) >= 0.5
@@ -156,7 +162,7 @@ class Arbitrate(Node):
         shorts = [short_answer(t) for t in texts]
         models = [meta_of(state, f).get("model") for f in (first, second)]
         said = {first: shorts[0], second: shorts[1]}
-        if agree(shorts[0], shorts[1]):
+        if agree(shorts[0], shorts[1], str(state.get("input") or "")):
             return NodeResult(
                 outputs={self.output: texts[0]},
                 decision=Decision(kind="arbitrate", choice="agree",

@@ -44,6 +44,20 @@ def test_agreement_of_short_answers(a: str, b: str, same: bool) -> None:
     assert agree(a, b) is same
 
 
+@pytest.mark.parametrize(
+    ("question", "a", "b", "same"),
+    [
+        ("How long is the warranty on the Ridgeline 2P tent?", "The Ridgeline 2P tent has a 3-year warranty.",
+         "The Ridgeline 2P tent has a 1-year warranty.", False),
+        ("How much discount do 100 points give?", "100 points give 2 off.", "100 points give a 10% discount.", False),
+        ("What does the Ridgeline 2P tent cost?", "It costs 349.00.", "The Ridgeline 2P tent costs 349.", True),
+        ("How long does pickup take?", "2-4 business days.", "2-3 days.", False),
+    ],
+)
+def test_numbers_from_the_question_do_not_make_answers_agree(question: str, a: str, b: str, same: bool) -> None:
+    assert agree(a, b, question) is same
+
+
 def test_short_answer_and_verdict_parsing() -> None:
     assert short_answer("You have 30 days [policies/returns.md]. Refunds take 5 days.") == "You have 30 days."
     assert short_answer("Let me check.\nAnswer: 42 [x.md]") == "42"
