@@ -507,9 +507,15 @@ def _html_items(data: Mapping[str, Any], flows: Sequence[Mapping[str, Any]]) -> 
 
 
 def _wh(summary: Mapping[str, Any]) -> str:
-    """Energy of local compute over all items (tandemlm.models.prices), in Wh."""
+    """Energy of local compute over all items, in Wh and gCO2e at the configured grid
+    intensity (tandemlm.models.prices)."""
+    from tandemlm.models.prices import energy_prices
+
     value = summary.get("energy_wh_total")
-    return "-" if value is None else f"{value:.3g} Wh"
+    if value is None:
+        return "-"
+    grams = energy_prices().co2_g(value * 3600.0)
+    return f"{value:.3g} Wh, {grams:.2g} gCO2e"
 
 
 def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:

@@ -160,7 +160,8 @@ def test_eval_records_and_report_show_energy(tmp_path: Path, monkeypatch: pytest
     assert record["joules"] > 0 and summary["energy_wh_total"] == pytest.approx(record["joules"] / 3600)
     assert record["cost"] == pytest.approx(record["joules"] / 3.6e6 * 0.17
                                            + run_usage_llm_cost(record), rel=1e-3)
-    shown = f"{summary['energy_wh_total']:.3g} Wh"
+    grams = summary["energy_wh_total"] / 1000 * 480.0  # default grid intensity, g per kWh
+    shown = f"{summary['energy_wh_total']:.3g} Wh, {grams:.2g} gCO2e"
     console = Console(record=True, width=200)
     print_table(results_data(run), console=console)
     assert shown in console.export_text()
