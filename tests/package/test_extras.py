@@ -42,7 +42,29 @@ def _providers() -> dict[str, list[str]]:
 
 @cache
 def _imports() -> dict[tuple[str, str], bool]:
-    """{(file, top-level module): imported at module level (outside functions and TYPE_CHECKING)}."""
+    """{(file, top-level module): imported at module level (outside functions and TYPE_CHECKING)}.
+
+    Parsed in a fresh thread: CPython 3.11.7's ``ast`` raises "AST constructor recursion depth
+    mismatch" in a thread that earlier hit a RecursionError (hostile-input tests do).
+    """
+    import json
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(_scan).result()
+    except SystemError:  # still hit: scan in a fresh interpreter
+        code = (
+            f"import json, runpy; ns = runpy.run_path({str(Path(__file__))!r}); "
+            "print(json.dumps([[f, m, top] for (f, m), top in ns['_scan']().items()]))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, cwd=ROOT)
+        return {(f, m): top for f, m, top in json.loads(out.stdout)}
+
+
+def _scan() -> dict[tuple[str, str], bool]:
     found: dict[tuple[str, str], bool] = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
