@@ -7,7 +7,8 @@ strings are the current KB's facts.
 
 One run of the ``conflict`` preset per question gives three answers: the SLM's from the
 retrieved passages (``slm-rag``, the preset's ``local`` node), the LLM's from the question
-alone (``llm-alone``, ``remote``) and the arbitrated one (``conflict``). ``llm-rag`` (the
+alone (``llm-alone``, ``remote``) and the arbitrated one (``conflict``; ``conflict-one-order``
+is the same with one arbiter verdict instead of two with the answers swapped). ``llm-rag`` (the
 LLM answering from the same passages, one call) is the reference a user would otherwise
 pick. Prints accuracy overall / on planted / on clean questions, how often the two answers
 disagreed, what the arbiter did (kept the right answer, the wrong one, undecided), how
@@ -44,6 +45,16 @@ def llm_rag_spec() -> dict[str, Any]:
     return spec
 
 
+def one_order_spec() -> dict[str, Any]:
+    """The preset with one arbiter verdict per disagreement (no swapped second ask)."""
+    from tandemlm.flows import load_flow
+
+    spec = load_flow("conflict").to_dict()
+    spec["nodes"]["arbitrate"]["both_orders"] = False
+    spec["name"] = "conflict_one_order"
+    return spec
+
+
 def append(path: Path, rec: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(rec) + "\n")
@@ -66,26 +77,33 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
     planted = {r["id"] for r in rows if r["planted"]}
     clean = {r["id"] for r in rows} - planted
     every = planted | clean
-    print(f"{'answer':<10} {'all':>7} {'planted':>8} {'clean':>6}")
+    print(f"{'answer':<21} {'all':>7} {'planted':>8} {'clean':>6}")
     for label, flow, key in (("slm-rag", "conflict", "slm_ok"), ("llm-alone", "conflict", "llm_ok"),
+                             ("conflict (one order)", "conflict-one-order", "ok"),
                              ("conflict", "conflict", "ok"), ("llm-rag", "llm-rag", "ok")):
-        print(f"{label:<10} {acc(flow, key, every):>7} {acc(flow, key, planted):>8} {acc(flow, key, clean):>6}")
-    recs = [done[("conflict", r["id"])] for r in rows if ("conflict", r["id"]) in done]
-    if recs:
+        print(f"{label:<21} {acc(flow, key, every):>7} {acc(flow, key, planted):>8} {acc(flow, key, clean):>6}")
+    for flow in ("conflict-one-order", "conflict"):
+        recs = [done[(flow, r["id"])] for r in rows if (flow, r["id"]) in done]
+        if not recs:
+            continue
         n = len(recs)
         disagree = [r for r in recs if r["choice"] != "agree"]
         right = sum(r["ok"] for r in disagree if r["choice"] != "undecided")
         wrong = sum(not r["ok"] for r in disagree if r["choice"] != "undecided")
         undecided = sum(r["choice"] == "undecided" for r in disagree)
         both_wrong = sum(not r["slm_ok"] and not r["llm_ok"] for r in disagree)
-        print(f"answers disagreed on {len(disagree)}/{n}; arbiter: right {right}, wrong {wrong}, "
-              f"undecided {undecided} (both answers wrong on {both_wrong} of the disagreements)")
-        print(f"agreed on {n - len(disagree)}/{n}, of which correct {sum(r['ok'] for r in recs if r['choice'] == 'agree')}")
-        seen = [r for r in recs if r["planted_doc"]]
-        print(f"a planted page was among the passages on {sum(r['planted_seen'] for r in seen)}/{len(seen)} planted questions")
+        picked_first = sum(r["choice"] == "local_answer" for r in disagree)
+        print(f"{flow}: answers disagreed on {len(disagree)}/{n}; arbiter right {right}, wrong {wrong}, "
+              f"undecided {undecided}; picked the SLM's answer {picked_first} times (both answers wrong on "
+              f"{both_wrong} of the disagreements); agreed {n - len(disagree)}/{n}, of which correct "
+              f"{sum(r['ok'] for r in recs if r['choice'] == 'agree')}")
         calls = sum(r["calls"].get("llm", 0) for r in recs) / n
         lat = sum(r["seconds"] for r in recs) / n
-        print(f"conflict preset: {calls:.2f} LLM calls/question, mean latency {lat:.1f}s")
+        print(f"  {calls:.2f} LLM calls/question, mean latency {lat:.1f}s")
+    seen = [done[("conflict", r["id"])] for r in rows if r["planted"] and ("conflict", r["id"]) in done]
+    if seen:
+        print(f"a planted page was among the passages on {sum(r['planted_seen'] for r in seen)}/{len(seen)} "
+              "planted questions")
     rag = [done[("llm-rag", r["id"])] for r in rows if ("llm-rag", r["id"]) in done]
     if rag:
         print(f"llm-rag: mean latency {sum(r['seconds'] for r in rag) / len(rag):.1f}s")
@@ -94,7 +112,7 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--flows", default="conflict,llm-rag")
+    parser.add_argument("--flows", default="conflict,conflict-one-order,llm-rag")
     parser.add_argument("--out", default=str(HERE / "results" / "conflict.jsonl"))
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
@@ -117,7 +135,7 @@ async def main() -> None:
     if not args.summary_only:
         store = MemoryStore("minilm")
         ingest(store, [example_kb(), DATA / "planted"], chunk_size=600, overlap=100)
-        specs = {"conflict": "conflict", "llm-rag": llm_rag_spec()}
+        specs = {"conflict": "conflict", "conflict-one-order": one_order_spec(), "llm-rag": llm_rag_spec()}
         for flow in [f for f in args.flows.split(",") if f]:
             compiled = compile_flow(specs[flow], stores={"kb": store})
             for row in rows:
@@ -133,7 +151,7 @@ async def main() -> None:
                     "planted_doc": row["planted"], "planted_seen": row["planted"] in sources,
                     "calls": {m: int(u.get("calls", 0)) for m, u in result.usage.items()},
                 }
-                if flow == "conflict":
+                if flow.startswith("conflict"):
                     local, remote = result.vars["local_answer"], result.vars["remote_answer"]
                     decision = result.decisions[0]
                     rec.update(local=local, remote=remote, choice=decision["choice"],

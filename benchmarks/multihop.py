@@ -20,8 +20,10 @@ questions that are not in the set: in-context distillation).
 
 Per flow it prints: accuracy (every gold group found in the answer, word-bounded, case
 folded), supporting-document recall (gold documents among the passages the answer step
-saw) and the share of questions with all of them, citation precision of the raw LLM answer
-and after ``cite_check`` (cited ids that are gold supporting documents / all cited ids),
+saw) and the share of questions with all of them, citation precision of the raw LLM answer,
+after ``cite_check`` and after the check on correct answers only (cited ids that are gold
+supporting documents / all cited ids; on a wrong answer a citation moved to the page the
+claim came from is right about the claim but still not a gold document),
 mean latency, model calls, and for decomposition the share of questions the SLM echoed.
 
 Run (resumable; results are appended to --out and reused):
@@ -174,7 +176,8 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
         if "answer" in rec and rec["id"] in gold:
             rec["correct"] = correct(rec["answer"] or "", gold[rec["id"]])
     print(f"{'flow':<18} {'n':>3} {'accuracy':>9} {'doc recall':>11} {'all docs':>9} "
-          f"{'cite prec raw':>14} {'after check':>12} {'mean lat.':>10} {'SLM/q':>6} {'LLM/q':>6} {'echo':>5}")
+          f"{'cite prec raw':>14} {'after check':>12} {'if correct':>12} {'mean lat.':>10} {'SLM/q':>6} "
+          f"{'LLM/q':>6} {'echo':>5}")
     for flow in flows:
         recs = [done[(flow, r["id"])] for r in rows if (flow, r["id"]) in done]
         if not recs:
@@ -185,13 +188,15 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
         full = sum(r["recall"] == 1.0 for r in recs) / n
         raw, n_raw = precision(recs, "cited_raw", support)
         checked, n_checked = precision(recs, "cited", support)
+        right, n_right = precision([r for r in recs if r.get("correct")], "cited", support)
         cite_raw = f"{raw:.3f} ({n_raw})" if flow in ANSWERING and n_raw else "-"
         cite_chk = f"{checked:.3f} ({n_checked})" if flow in ANSWERING and n_checked else "-"
+        cite_ok = f"{right:.3f} ({n_right})" if flow in ANSWERING and n_right else "-"
         slm = sum(r["calls"].get("slm", 0) for r in recs) / n
         llm = sum(r["calls"].get("llm", 0) for r in recs) / n
         echo = f"{sum(bool(r.get('echo')) for r in recs) / n:.2f}" if any("echo" in r for r in recs) else "-"
         lat = sum(r["seconds"] for r in recs) / n
-        print(f"{flow:<18} {n:>3} {acc:>9} {recall:>11.3f} {full:>9.3f} {cite_raw:>14} {cite_chk:>12} "
+        print(f"{flow:<18} {n:>3} {acc:>9} {recall:>11.3f} {full:>9.3f} {cite_raw:>14} {cite_chk:>12} {cite_ok:>12} "
               f"{lat:>9.1f}s {slm:>6.2f} {llm:>6.2f} {echo:>5}")
     for hops in (2, 3):
         ids = {r["id"] for r in rows if r["hops"] == hops}

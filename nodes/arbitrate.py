@@ -4,14 +4,15 @@ Knowledge conflicts (survey 5.2.2): the SLM answers from local documents, the LL
 what it learned; the two can disagree, and either can be the outdated one. The node
 extracts a short answer from each (the first sentence, citations removed) and compares
 them (:func:`agree`: yes/no polarity, then the numbers the question does not already
-have, then word overlap). When they
-agree, the first answer stands and no model is called. When they disagree, ``model``
-reads the retrieved evidence and both answers and replies ``A [source]``, ``B [source]``
-or ``NEITHER``; the supported answer is returned with a citation (the first source the
-arbiter named that holds the short answer, by ``cite_check``'s lexical test, else the
-first evidence source that does, else none), or a reply that says the sources do not
-settle it (choice ``undecided``). The decision (kind ``arbitrate``)
-records both short answers, the verdict and the cited source.
+have, then word overlap). When they agree, the first answer stands and no model is called.
+When they disagree, ``model`` reads the retrieved evidence and both answers and replies
+``A [source]``, ``B [source]`` or ``NEITHER``, twice with the answers swapped
+(``both_orders``: a verdict that follows the position is no verdict). The supported answer
+is returned with a citation (the first source the arbiter named that holds the short
+answer, by ``cite_check``'s lexical test, else the first evidence source that does, else
+none), or a reply that says the sources do not settle it (choice ``undecided``). The
+decision (kind ``arbitrate``) records both short answers, the verdicts and the cited
+source.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class Arbitrate(Node):
         output: field to write (``answer`` makes it the final answer).
         undecided: reply when the evidence supports neither (``{a}``, ``{b}``: the short
             answers).
+        both_orders: ask twice, the answers swapped, and decide only when both verdicts
+            name the same answer (small judges tend to pick whichever answer comes first).
     """
 
     type_name = "arbitrate"
@@ -146,12 +149,26 @@ class Arbitrate(Node):
     output: str = "answer"
     undecided: str = Field(UNDECIDED, max_length=4000)
     max_tokens: int = Field(32, ge=2, le=512)
+    both_orders: bool = True
 
     def model_refs(self) -> dict[str, str]:
         return {"model": self.model}
 
     def inputs(self) -> dict[str, Any]:
         return dict.fromkeys(sorted({"input", self.evidence, *self.candidates}), Any)
+
+    async def _ask(self, call: NodeCall, state: Mapping[str, Any], hits: list[dict[str, Any]],
+                   a: str, b: str) -> tuple[int | None, str, list[str]]:
+        """One verdict: (0 for ``a``, 1 for ``b``, None for neither/no reply), reply, ids."""
+        prompt = PROMPT.format(passages=passages(hits, self.max_chars), question=state.get("input", ""), a=a, b=b)
+        try:
+            reply = await call.chat(self.model, [SystemMessage(content=SYSTEM), HumanMessage(content=prompt)],
+                                    max_tokens=self.max_tokens)
+        except ModelUnavailableError as exc:
+            call.error(f"arbiter failed: {exc}")
+            return None, "", []
+        verdict, ids = parse_verdict(reply.text)
+        return (None if verdict is None else "AB".index(verdict)), reply.text, ids
 
     def outputs(self) -> dict[str, Port]:
         return {self.output: Port(str, doc="the arbitrated answer")}
@@ -172,30 +189,29 @@ class Arbitrate(Node):
             )
         hits = list(lookup(state, self.evidence) or [])
         known = {str(h.get("source") or h.get("id")) for h in hits}
-        prompt = PROMPT.format(passages=passages(hits, self.max_chars),
-                               question=state.get("input", ""), a=shorts[0], b=shorts[1])
-        verdict: str | None = None
-        reply_text = ""
-        try:
-            reply = await call.chat(self.model, [SystemMessage(content=SYSTEM),
-                                                 HumanMessage(content=prompt)],
-                                    max_tokens=self.max_tokens)
-            reply_text = reply.text
-            verdict, ids = parse_verdict(reply.text)
-        except ModelUnavailableError as exc:
-            call.error(f"arbiter failed: {exc}")
-            ids = []
-        cited = [i for i in ids if i in known]
-        details: dict[str, Any] = {"answers": said, "verdict": reply_text[:200], "sources": cited}
+        orders = [(0, 1), (1, 0)] if self.both_orders else [(0, 1)]
+        picks: list[int | None] = []
+        replies: list[str] = []
+        cited: list[str] = []
+        for x, y in orders:
+            pick, text, ids = await self._ask(call, state, hits, shorts[x], shorts[y])
+            picks.append(None if pick is None else (x, y)[pick])
+            replies.append(text[:200])
+            cited += [i for i in ids if i in known and i not in cited]
+        details: dict[str, Any] = {"answers": said, "verdict": replies if self.both_orders else replies[0],
+                                   "sources": cited}
         reason = f"{first} says {shorts[0]!r}, {second} says {shorts[1]!r}: "
-        if verdict is None:
+        if None in picks or len(set(picks)) > 1:
             text = self.undecided.replace("{a}", shorts[0]).replace("{b}", shorts[1])
+            why = "the evidence supports neither" if set(picks) == {None} else (
+                "the arbiter's verdicts depend on the order of the answers" if None not in picks
+                else "the arbiter gave no verdict in one order")
             return NodeResult(
                 outputs={self.output: text},
-                decision=Decision(kind="arbitrate", choice="undecided",
-                                  reason=reason + "the evidence supports neither", details=details),
+                decision=Decision(kind="arbitrate", choice="undecided", reason=reason + why, details=details),
             )
-        index = 0 if verdict == "A" else 1
+        index = picks[0]
+        assert index is not None
         chosen = texts[index]
         source = supporting_source(shorts[index], cited, hits, str(state.get("input") or ""))
         details["cited"] = source

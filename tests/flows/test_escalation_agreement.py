@@ -137,7 +137,8 @@ SCENARIOS = [
         edit=_collab_rag_store),
     Scenario("conflict", "arbitrated", "How many days do I have to return an item?", lambda: {
         "slm": keyed("You have 14 days [policies/returns.md]."),
-        "llm": keyed("30 days.", **{"Answer A": "B [policies/returns.md]"})}, True, edit=_collab_rag_store),
+        "llm": keyed("30 days.", **{"Answer A: 30": "A [policies/returns.md]",
+                                    "Answer B: 30": "B [policies/returns.md]"})}, True, edit=_collab_rag_store),
     Scenario("rerank", "pointwise", "What is 17 + 25?", lambda: {
         "slm": keyed("17 + 25 = 42.\nAnswer: 42"), "llm": keyed(confident("Yes", 0.9))}, True),
     Scenario("speculate", "smollm2", "Name three colors.", None, True, edit=_smollm2),

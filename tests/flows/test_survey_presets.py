@@ -46,7 +46,8 @@ async def test_multihop_preset_loops_answers_and_checks_citations(kb: MemoryStor
 
 async def test_conflict_preset_runs_both_answers_in_parallel_and_arbitrates(kb: MemoryStore) -> None:
     slm = KeyedChatModel(replies={"Evidence": "You have 14 days [policies/returns.md]."})
-    llm = KeyedChatModel(replies={"Answer A:": "B [policies/returns.md]", ".": "You have 30 days."})
+    llm = KeyedChatModel(replies={"Answer A: You have 30": "A [policies/returns.md]",
+                                  "Answer B: You have 30": "B [policies/returns.md]", ".": "You have 30 days."})
     flow = compile_flow("conflict", models={"slm": slm, "llm": llm}, stores={"kb": kb})
     result = await flow.arun("How many days do I have to return an item?")
     assert set(result.path) == {"retrieve", "merge", "local", "remote", "arbitrate"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -83,8 +84,16 @@ def conflict_flow() -> Flow:
     )
 
 
-def models(local: str, remote: str, verdict: Any = None) -> dict[str, Any]:
-    llm = {"Answer A:": verdict} if verdict is not None else {}
+def models(local: str, remote: str, verdict: Any = None, supports: str | None = None) -> dict[str, Any]:
+    """Fakes; the judge names the answer ``supports`` in whichever position it is shown
+    (a consistent judge), or replies ``verdict`` whatever the order."""
+    llm: dict[str, Any] = {}
+    if supports is not None:
+        source = verdict or ""
+        llm = {f"Answer A: {re.escape(supports)}": f"A {source}".strip(),
+               f"Answer B: {re.escape(supports)}": f"B {source}".strip()}
+    elif verdict is not None:
+        llm = {"Answer A:": verdict}
     return {"slm": KeyedChatModel(replies={"Evidence": local}),
             "llm": KeyedChatModel(replies={**llm, "return": remote})}
 
@@ -99,7 +108,8 @@ async def test_agreeing_answers_need_no_arbiter(kb: MemoryStore) -> None:
 
 
 async def test_the_arbiter_picks_the_supported_answer_and_cites_it(kb: MemoryStore) -> None:
-    m = models("You have 14 days [archive/returns-2019.md].", "You have 30 days.", "B [policies/returns.md]")
+    m = models("You have 14 days [archive/returns-2019.md].", "You have 30 days.", "[policies/returns.md]",
+               supports="You have 30 days.")
     result = await conflict_flow().compile(models=m, stores={"kb": kb}).arun("How long can I return items?")
     assert result.answer == "You have 30 days. [policies/returns.md]"
     (decision,) = result.decisions
@@ -107,13 +117,14 @@ async def test_the_arbiter_picks_the_supported_answer_and_cites_it(kb: MemorySto
     assert decision["details"]["answers"] == {"local_answer": "You have 14 days.", "remote_answer": "You have 30 days."}
     assert decision["details"]["sources"] == ["policies/returns.md"]
     assert "local_answer says 'You have 14 days.'" in decision["reason"]
-    assert result.answered_by == "llm" and result.usage["llm"]["calls"] == 2
-    (prompt,) = [c[-1].content for c in m["llm"].calls if "Answer A:" in c[-1].content]
-    assert "[archive/returns-2019.md] Archived 2019" in prompt and "Answer A: You have 14 days." in prompt
+    assert result.answered_by == "llm" and result.usage["llm"]["calls"] == 3  # answer + 2 verdicts
+    first, second = [c[-1].content for c in m["llm"].calls if "Answer A:" in c[-1].content]
+    assert "[archive/returns-2019.md] Archived 2019" in first and "Answer A: You have 14 days." in first
+    assert "Answer A: You have 30 days.\nAnswer B: You have 14 days." in second
 
 
 async def test_a_named_source_that_lacks_the_answer_is_not_cited(kb: MemoryStore) -> None:
-    m = models("You have 14 days.", "You have 30 days.", "B [archive/returns-2019.md]")
+    m = models("You have 14 days.", "You have 30 days.", "[archive/returns-2019.md]", supports="You have 30 days.")
     result = await conflict_flow().compile(models=m, stores={"kb": kb}).arun("How long can I return items?")
     assert result.answer == "You have 30 days. [policies/returns.md]"
     assert result.decisions[0]["details"]["sources"] == ["archive/returns-2019.md"]
@@ -121,10 +132,28 @@ async def test_a_named_source_that_lacks_the_answer_is_not_cited(kb: MemoryStore
 
 
 async def test_the_arbiter_can_keep_the_local_answer(kb: MemoryStore) -> None:
-    m = models("You have 30 days [policies/returns.md].", "You have 14 days.", "A [policies/returns.md]")
+    m = models("You have 30 days [policies/returns.md].", "You have 14 days.", "[policies/returns.md]",
+               supports="You have 30 days.")
     result = await conflict_flow().compile(models=m, stores={"kb": kb}).arun("How long can I return items?")
     assert result.answer == "You have 30 days [policies/returns.md]."  # already cited: unchanged
     assert result.decisions[0]["choice"] == "local_answer" and result.answered_by == "slm"
+
+
+async def test_a_judge_that_follows_the_position_decides_nothing(kb: MemoryStore) -> None:
+    m = models("You have 14 days.", "You have 30 days.", "A [policies/returns.md]")  # always "A"
+    result = await conflict_flow().compile(models=m, stores={"kb": kb}).arun("How long can I return items?")
+    assert result.answer.startswith("I cannot tell which answer is right")
+    decision = result.decisions[0]
+    assert decision["choice"] == "undecided" and "depend on the order" in decision["reason"]
+    assert len(decision["details"]["verdict"]) == 2
+
+
+async def test_one_order_takes_the_single_verdict(kb: MemoryStore) -> None:
+    m = models("You have 14 days.", "You have 30 days.", "A [policies/returns.md]")
+    spec = conflict_flow().to_spec().to_dict()
+    spec["nodes"]["arbitrate"]["both_orders"] = False
+    result = await compile_flow(spec, models=m, stores={"kb": kb}).arun("How long can I return items?")
+    assert result.decisions[0]["choice"] == "local_answer" and result.usage["llm"]["calls"] == 2
 
 
 @pytest.mark.parametrize("verdict", ["NEITHER", {"error": "LLM down"}])
