@@ -128,6 +128,8 @@ def test_search_filters_refresh_and_span_panel(viewer_store, browser):
         assert "pipeline" in rows.first.inner_text() and "req-viewer-0042" in rows.first.inner_text()
         page.fill("#search", "spider")
         page.press("#search", "Enter")
+        # the previous search also showed one row: wait for the new one, not just the count
+        expect(rows.first).to_contain_text("How many legs does a spider have?")
         expect(rows).to_have_count(1)
         assert "How many legs does a spider have?" in rows.first.inner_text()
         page.fill("#search", "")
