@@ -10,8 +10,9 @@ retrieved passages (``slm-rag``, the preset's ``local`` node), the LLM's from th
 alone (``llm-alone``, ``remote``) and the arbitrated one (``conflict``; ``conflict-one-order``
 is the same with one arbiter verdict instead of two with the answers swapped). ``llm-rag`` (the
 LLM answering from the same passages, one call) is the reference a user would otherwise
-pick. Prints accuracy overall / on planted / on clean questions, how often the two answers
-disagreed, what the arbiter did (kept the right answer, the wrong one, undecided), how
+pick. Prints right / wrong / undecided answers overall, on planted and on clean questions
+(a reply that quotes both answers commits to neither and is never counted right), how often
+the two answers disagreed, what the arbiter did (kept the right answer, the wrong one, undecided), how
 often a planted page was among the passages, LLM calls and latency.
 
 Run (resumable): TANDEM_THREADS=1 python benchmarks/conflict.py [--limit N] [--out FILE]
@@ -66,22 +67,28 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
     gold = {r["id"]: r["gold"] for r in rows}
     for rec in done.values():  # graded here, so every record is graded by the same rule
         if rec["id"] in gold:
-            rec["ok"] = correct(rec["answer"], gold[rec["id"]])
+            # "cannot tell" quotes both answers: it commits to neither, so it is not correct
+            rec["ok"] = rec.get("choice") != "undecided" and correct(rec["answer"], gold[rec["id"]])
             if "local" in rec:
                 rec["slm_ok"] = correct(rec["local"], gold[rec["id"]])
                 rec["llm_ok"] = correct(rec["remote"], gold[rec["id"]])
     def acc(flow: str, key: str, subset: set[str]) -> str:
         recs = [done[(flow, i)] for i in subset if (flow, i) in done]
-        return f"{sum(r[key] for r in recs)}/{len(recs)}" if recs else "-"
+        if not recs:
+            return "-"
+        abstained = sum(r.get("choice") == "undecided" for r in recs) if key == "ok" else 0
+        wrong = len(recs) - abstained - sum(r[key] for r in recs)
+        return f"{sum(r[key] for r in recs)}/{wrong}/{abstained}"
 
     planted = {r["id"] for r in rows if r["planted"]}
     clean = {r["id"] for r in rows} - planted
     every = planted | clean
-    print(f"{'answer':<21} {'all':>7} {'planted':>8} {'clean':>6}")
+    print("answers right/wrong/undecided (an undecided reply commits to neither answer):")
+    print(f"{'answer':<21} {'all':>8} {'planted':>8} {'clean':>8}")
     for label, flow, key in (("slm-rag", "conflict", "slm_ok"), ("llm-alone", "conflict", "llm_ok"),
                              ("conflict (one order)", "conflict-one-order", "ok"),
                              ("conflict", "conflict", "ok"), ("llm-rag", "llm-rag", "ok")):
-        print(f"{label:<21} {acc(flow, key, every):>7} {acc(flow, key, planted):>8} {acc(flow, key, clean):>6}")
+        print(f"{label:<21} {acc(flow, key, every):>8} {acc(flow, key, planted):>8} {acc(flow, key, clean):>8}")
     for flow in ("conflict-one-order", "conflict"):
         recs = [done[(flow, r["id"])] for r in rows if (flow, r["id"]) in done]
         if not recs:

@@ -84,10 +84,16 @@ def score(which: str, answer: str, gold: str) -> bool:
     from tandemlm.evaluation.scorers import get_scorer
 
     if which == "gsm8k":
-        return get_scorer("numeric")(answer, gold) >= 1.0
+        return get_scorer("numeric").fn(answer, gold) >= 1.0
     from multihop import correct
 
     return correct(answer, [[g.strip() for g in gold.split("|")]])
+
+
+def grade(rec: dict[str, Any], which: str, gold: str) -> None:
+    cands = rec["candidates"]
+    rec.update(slm=score(which, cands[0], gold), llm=score(which, rec["llm_answer"], gold),
+               rerank=score(which, rec["answer"], gold), oracle=any(score(which, c, gold) for c in cands))
 
 
 def append(path: Path, rec: dict[str, Any]) -> None:
@@ -132,19 +138,16 @@ async def main() -> None:
                 t1 = time.perf_counter()
                 alone = await single.arun(row["question"])
                 t2 = time.perf_counter()
-                cands = list(ranked.vars["candidates"])
                 rec = {
-                    "id": row["id"], "set": which,
-                    "slm": score(which, cands[0], row["gold"]),
-                    "llm": score(which, alone.answer, row["gold"]),
-                    "rerank": score(which, ranked.answer, row["gold"]),
-                    "oracle": any(score(which, c, row["gold"]) for c in cands),
+                    "id": row["id"], "set": which, "candidates": list(ranked.vars["candidates"]),
+                    "answer": ranked.answer, "llm_answer": alone.answer,
                     "pick": ranked.decisions[0]["choice"], "table": ranked.decisions[0]["details"]["candidates"],
                     "seconds_rerank": round(t1 - t0, 1), "seconds_llm": round(t2 - t1, 1),
                     "llm_calls_rerank": int(ranked.usage.get("llm", {}).get("calls", 0)),
                 }
                 done[row["id"]] = rec
                 append(out, rec)
+                grade(rec, which, row["gold"])
                 print(f"{which} {row['id']} slm={rec['slm']} llm={rec['llm']} rerank={rec['rerank']} "
                       f"oracle={rec['oracle']} {rec['seconds_rerank']}s/{rec['seconds_llm']}s", flush=True)
     load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -154,6 +157,9 @@ async def main() -> None:
     print(f"{'set':<6} {'n':>3} {'slm':>6} {'llm':>6} {'rerank':>7} {'oracle@4':>9} {'LLM calls':>10} "
           f"{'rerank lat.':>12} {'llm lat.':>9}")
     for which, rows in sets.items():
+        for row in rows:  # graded here, so every record is graded by the same rule
+            if row["id"] in done:
+                grade(done[row["id"]], which, row["gold"])
         recs = [done[r["id"]] for r in rows if r["id"] in done]
         if not recs:
             continue
