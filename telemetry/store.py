@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,16 @@ def _plain(attributes: Any) -> dict[str, Any]:
         return {}
     inner = getattr(attributes, "_dict", None)  # BoundedAttributes: copying its dict is 5x faster
     return dict(inner) if isinstance(inner, dict) else dict(attributes)
+
+
+def _attributes_of(item: Any) -> Mapping[str, Any]:
+    """A finished SDK span's attributes without copying them (``ReadableSpan.attributes``
+    wraps them in a read-only proxy that iterates key by key; JSON encoding needs no copy)."""
+    raw = getattr(item, "_attributes", None)
+    inner = getattr(raw, "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return item.attributes or {}
 
 
 def row_from_span(span: ReadableSpan) -> SpanRow:
@@ -186,7 +196,7 @@ class TraceStore:
                 f"{parent.span_id:016x}" if parent else None, item.name,
                 item.kind.name.lower(), start, item.end_time or start,
                 item.status.status_code.name.lower(), item.status.description or "",
-                _json(_plain(item.attributes)),
+                _json(_attributes_of(item)),
                 _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
                        for e in item.events]) if item.events else "[]",
                 "{}" if parent or not item.resource else _json(_plain(item.resource.attributes)),

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
 from tandemlm.models.confidence import CONFIDENCE_KEY, Confidence
+from tandemlm.routing.load import busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
@@ -56,8 +57,6 @@ def computes_here(chat: Any) -> bool:
 
 def _check_slot(model: str) -> None:
     """Refuse a model the service let this run go ahead without (tandemlm.routing.load)."""
-    from tandemlm.routing.load import busy_models
-
     busy = busy_models().get(model)
     if busy is not None:
         raise ModelUnavailableError(
