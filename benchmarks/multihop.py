@@ -22,7 +22,7 @@ Per flow it prints: accuracy (every gold group found in the answer, word-bounded
 folded), supporting-document recall (gold documents among the passages the answer step
 saw) and the share of questions with all of them, citation precision of the raw LLM answer,
 after ``cite_check`` and after the check on correct answers only (cited ids that are gold
-supporting documents / all cited ids; on a wrong answer a citation moved to the page the
+supporting documents / all cited ids, each distinct id once per answer; on a wrong answer a citation moved to the page the
 claim came from is right about the claim but still not a gold document),
 mean latency, model calls, and for decomposition the share of questions the SLM echoed.
 
@@ -163,7 +163,7 @@ def record(flow: str, row: dict[str, Any], result: Any, seconds: float) -> dict[
 def precision(records: list[dict[str, Any]], key: str, support: dict[str, list[str]]) -> tuple[float, int]:
     good = total = 0
     for r in records:
-        for source in r.get(key) or []:
+        for source in dict.fromkeys(r.get(key) or []):  # distinct ids: a repeated citation is one
             total += 1
             good += source in support[r["id"]]
     return (good / total if total else float("nan")), total
@@ -207,6 +207,16 @@ def summarize(rows: list[dict[str, Any]], done: dict[tuple[str, str], dict[str, 
                 parts.append(f"{flow} {sum(r['correct'] for r in recs)}/{len(recs)}")
         if parts:
             print(f"{hops}-hop questions: " + ", ".join(parts))
+    # where the answer step, not retrieval, is the limit: accuracy with every gold document seen
+    parts = []
+    for flow in flows:
+        recs = [done[(flow, r["id"])] for r in rows if (flow, r["id"]) in done and flow in ANSWERING]
+        found = [r for r in recs if r["recall"] == 1.0]
+        if found:
+            parts.append(f"{flow} {sum(r['correct'] for r in found)}/{len(found)}, "
+                         f"without {sum(r['correct'] for r in recs if r['recall'] < 1.0)}/{len(recs) - len(found)}")
+    if parts:
+        print("right when every supporting document was retrieved: " + "; ".join(parts))
 
 
 def append(path: Path, rec: dict[str, Any]) -> None:
