@@ -73,6 +73,7 @@ RUN_LLM_CALLED = "tandem.run.llm_called"  # the one escalation flag: a large mod
 RUN_INPUT_TOKENS = "tandem.run.input_tokens"
 RUN_OUTPUT_TOKENS = "tandem.run.output_tokens"
 RUN_COST = "tandem.run.cost"
+RUN_ENERGY_JOULES = "tandem.run.energy.joules"  # local compute energy of the run's calls (sum of chat spans)
 RUN_ESCALATIONS = "tandem.run.escalations"
 RUN_ANSWERED_BY = "tandem.run.answered_by"
 RUN_DEGRADED = "tandem.run.degraded"

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from tandemlm._sqlite import connect, retry_locked, transaction
+from tandemlm.models.prices import EnergyPrices, energy_prices, wh
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry.store import TraceStore
 
@@ -375,6 +376,7 @@ _STATS_TTL_S = 30.0
 def stats(
     store: TraceStore, *, flow: str | None = None, route: str | None = None,
     since: int | None = None, until: int | None = None, bins: int = 20,
+    prices: EnergyPrices | None = None,
 ) -> dict[str, Any]:
     """Aggregates over runs, routing decisions and model calls in a time window.
 
@@ -384,10 +386,15 @@ def stats(
         route: only this route (decisions).
         since, until: start-time bounds in Unix nanoseconds.
         bins: histogram bins of router scores over [0, 1].
+        prices: grid intensity for the CO2 figures (default: :func:`energy_prices`, i.e.
+            ``tandem.toml``'s ``[energy]``).
 
     Returns:
-        ``{"window", "flows", "routes", "models", "timeline"}``: per flow (runs, errors,
-        error and escalation rate, p50/p95 latency, tokens, cost); per route (decisions,
+        ``{"window", "energy", "flows", "routes", "models", "timeline"}``: the energy prices
+        used (``grid_g_per_kwh``, ``price_kwh``); per flow (runs, errors, error and
+        escalation rate, p50/p95 latency, tokens, total and mean cost per run, local-compute
+        energy in joules and Wh and its CO2 in grams, ``None`` when no run of the flow
+        recorded energy); per route (decisions,
         large-model share, current threshold, a score histogram and the share of decisions
         that would have escalated at other thresholds); per model (calls, errors, tokens,
         cost, p50/p95 latency); and per time bucket (runs, escalations, errors, tokens and
@@ -396,23 +403,26 @@ def stats(
         a cache for 30 s.
     """
     sync(store)
+    prices = prices or energy_prices()
     where, args = _clause(since, until, flow=flow)
     db = _connect(store)
     db.row_factory = None  # plain tuples: aggregates over 100,000 runs stay fast
     try:
         written = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
         # windows like "last 24 h" move with the clock: 10 s steps share a cache entry
-        key = (str(store.path), flow, route, since and since // 10**10, until and until // 10**10, bins, written)
+        key = (str(store.path), flow, route, since and since // 10**10, until and until // 10**10, bins, written,
+               prices)
         cached = _STATS_CACHE.get(key)
         if cached and time.monotonic() - cached[0] < _STATS_TTL_S:
             return cached[1]
         first, last = db.execute(f"SELECT min(start_ns), max(start_ns) FROM runs WHERE {where}", args).fetchone()
         bucket = _bucket_s(since or first or 0, until or last or first or 0)
         width = bucket * 1_000_000_000
-        flows, timeline = _runs_by_flow_and_time(db, where, args, width)
+        flows, timeline = _runs_by_flow_and_time(db, where, args, width, prices)
         result = {
             "window": {"since": since, "until": until, "first_ns": first, "last_ns": last,
                        "bucket_s": bucket, "flow": flow, "route": route},
+            "energy": {"grid_g_per_kwh": prices.grid_g_per_kwh, "price_kwh": prices.price_kwh},
             "flows": flows,
             "routes": _route_rows(db, since, until, flow, route, bins),
             "models": _calls_by_model_and_time(db, where, args, width, timeline),
@@ -433,17 +443,25 @@ def _bucket(timeline: dict[int, dict[str, Any]], key: int, width: int) -> dict[s
     return timeline[key]
 
 
+def _energy(joules: float | None, prices: EnergyPrices) -> dict[str, float | None]:
+    """``energy_joules``, ``energy_wh`` and ``co2_g`` (grams CO2e at the grid intensity)."""
+    if joules is None:
+        return {"energy_joules": None, "energy_wh": None, "co2_g": None}
+    return {"energy_joules": joules, "energy_wh": wh(joules), "co2_g": prices.co2_g(joules)}
+
+
 def _runs_by_flow_and_time(
-    db: sqlite3.Connection, where: str, args: list[Any], width: int
+    db: sqlite3.Connection, where: str, args: list[Any], width: int, prices: EnergyPrices
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    flows: dict[Any, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0.0])
+    flows: dict[Any, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0.0, 0.0, 0])
     timeline: dict[int, dict[str, Any]] = {}
-    for name, key, runs, errors, escalated, known, tokens, cost in db.execute(
+    for name, key, runs, errors, escalated, known, tokens, cost, joules, measured in db.execute(
         f"SELECT flow, start_ns / {width} AS b, count(*), total(status = 'error'), total(llm_called = 1), "
         "count(llm_called), total(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), "
-        f"total(COALESCE(cost, 0)) FROM runs WHERE {where} GROUP BY flow, b", args,
+        "total(COALESCE(cost, 0)), total(COALESCE(energy_joules, 0)), count(energy_joules) "
+        f"FROM runs WHERE {where} GROUP BY flow, b", args,
     ):
-        for i, value in enumerate((runs, errors, escalated, known, tokens, cost)):
+        for i, value in enumerate((runs, errors, escalated, known, tokens, cost, joules, measured)):
             flows[name][i] += value
         b = _bucket(timeline, key, width)
         b["runs"] += runs
@@ -458,13 +476,14 @@ def _runs_by_flow_and_time(
     durations = _grouped(db.execute(f"SELECT flow, end_ns - start_ns FROM runs WHERE {where}", args).fetchall())
     rows = []
     for name in sorted(flows, key=lambda n: n or ""):
-        runs, errors, escalated, known, tokens, cost = flows[name]
+        runs, errors, escalated, known, tokens, cost, joules, measured = flows[name]
         ordered = durations.get(name, [])
         rows.append({
             "flow": name or "?", "runs": int(runs), "errors": int(errors), "error_rate": _rate(int(errors), int(runs)),
             "escalated": int(escalated), "escalation_rate": _rate(int(escalated), int(known)),
             "p50_ms": _ms(_percentile(ordered, 0.5)), "p95_ms": _ms(_percentile(ordered, 0.95)),
-            "tokens": int(tokens), "cost": float(cost),
+            "tokens": int(tokens), "cost": float(cost), "mean_cost": float(cost) / runs if runs else None,
+            **_energy(float(joules) if measured else None, prices),
         })
     return rows, timeline
 

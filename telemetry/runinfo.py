@@ -66,6 +66,7 @@ def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], es
         A.RUN_INPUT_TOKENS: int(sum(u.get("input_tokens", 0) for u in usage.values())),
         A.RUN_OUTPUT_TOKENS: int(sum(u.get("output_tokens", 0) for u in usage.values())),
         A.RUN_COST: float(sum(u.get("cost", 0.0) for u in usage.values())),
+        A.RUN_ENERGY_JOULES: float(sum(u.get("joules", 0.0) for u in usage.values())),
         A.RUN_ESCALATIONS: escalations,
         A.RUN_ANSWERED_BY: ledger.answered_by(steps),
         A.RUN_DEGRADED: ledger.degraded(steps),

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from tandemlm._sqlite import connect, transaction
+from tandemlm.models.prices import wh
 from tandemlm.telemetry import attributes as A
 
 log = logging.getLogger("tandemlm.telemetry")
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     trace_id TEXT PRIMARY KEY, run_id TEXT, flow TEXT, name TEXT, service TEXT,
     start_ns INTEGER, end_ns INTEGER, status TEXT, models TEXT, model_calls INTEGER,
     llm_calls INTEGER, input_tokens INTEGER, output_tokens INTEGER, cost REAL,
-    answered_by TEXT, error_node TEXT, llm_called INTEGER, request_id TEXT
+    answered_by TEXT, error_node TEXT, llm_called INTEGER, request_id TEXT, energy_joules REAL
 );
 CREATE INDEX IF NOT EXISTS runs_start ON runs (start_ns DESC);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
@@ -52,6 +53,14 @@ _ADDED_COLUMNS = (
     ("request_id", "TEXT",
      ("UPDATE runs SET request_id = (SELECT json_extract(s.attributes, '$.\"tandem.request_id\"') "
      "FROM spans s WHERE s.trace_id = runs.trace_id AND s.parent_id IS NULL) WHERE request_id IS NULL")),
+    # the run span's total, else the sum of the run's chat spans (NULL when none recorded energy)
+    ("energy_joules", "REAL",
+     (f"UPDATE runs SET energy_joules = COALESCE("
+      f"(SELECT json_extract(s.attributes, '$.\"{A.RUN_ENERGY_JOULES}\"') FROM spans s "
+      "WHERE s.trace_id = runs.trace_id AND s.parent_id IS NULL), "
+      f"(SELECT sum(json_extract(s.attributes, '$.\"{A.ENERGY_JOULES}\"')) FROM spans s "
+      "WHERE s.trace_id = runs.trace_id AND s.parent_id IS NOT NULL AND s.name LIKE 'chat %')) "
+      "WHERE energy_joules IS NULL")),
 )
 
 
@@ -129,14 +138,14 @@ def _run_row(row: SpanRow) -> tuple[Any, ...]:
         attrs.get(A.RUN_LLM_CALLS), input_tokens, output_tokens,
         attrs.get(A.RUN_COST, attrs.get(A.COST)), attrs.get(A.RUN_ANSWERED_BY),
         attrs.get(A.RUN_ERROR_NODE), None if llm_called is None else int(llm_called),
-        attrs.get(A.REQUEST_ID),
+        attrs.get(A.REQUEST_ID), attrs.get(A.RUN_ENERGY_JOULES, attrs.get(A.ENERGY_JOULES)),
     )
 
 
 _RUN_COLUMNS = (
     "trace_id", "run_id", "flow", "name", "service", "start_ns", "end_ns", "status", "models",
     "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
-    "error_node", "llm_called", "request_id",
+    "error_node", "llm_called", "request_id", "energy_joules",
 )
 _INSERT_SPAN = f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})"
 _INSERT_RUN = (
@@ -327,6 +336,8 @@ class TraceStore:
         item["llm_called"] = None if called is None else bool(called)
         start, end = item.get("start_ns") or 0, item.get("end_ns") or 0
         item["duration_ms"] = round((end - start) / 1e6, 3)
+        joules = item.get("energy_joules")
+        item["energy_wh"] = None if joules is None else wh(joules)
         return item
 
 

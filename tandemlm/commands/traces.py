@@ -61,7 +61,7 @@ def traces_list(
     width = min(40, max(4, *(len(r["flow"]) for r in runs)))
     out.print(
         f"[bold]{'run':<8}  {'flow':<{width}} {'started':<14} {'time':>7}  {'status':<6} "
-        f"{'llm':>3} {'tokens':>7} {'cost':>9}  models[/]"
+        f"{'llm':>3} {'tokens':>7} {'cost $':>9} {'Wh':>8}  models[/]"
     )
     for r in runs:
         tokens = (r.get("input_tokens") or 0) + (r.get("output_tokens") or 0)
@@ -74,11 +74,15 @@ def traces_list(
             f"{ref}  {name} {_when(r['start_ns']):<14} "
             f"{r['duration_ms'] / 1000:>6.2f}s  {'[green]' if r['status'] == 'ok' else '[red]'}{status}[/] "
             f"{'-' if llm is None else llm:>3} {tokens:>7} "
-            f"{'-' if r.get('cost') is None else format(r['cost'], '.6f'):>9}  {esc(', '.join(r['models']) or '-')}"
+            f"{'-' if r.get('cost') is None else format(r['cost'], '.6f'):>9} "
+            f"{'-' if r.get('energy_wh') is None else format(r['energy_wh'], '.3g'):>8}  "
+            f"{esc(', '.join(r['models']) or '-')}"
         )
 
 
 def _label(span: dict[str, Any]) -> str:
+    from tandemlm.models.prices import wh
+
     a = span["attributes"]
     ms = (span["end_ns"] - span["start_ns"]) / 1e6
     bits = [f"[bold]{esc(span['name'])}[/]", f"[dim]{ms:.1f} ms[/]"]
@@ -91,7 +95,8 @@ def _label(span: dict[str, Any]) -> str:
     if a.get("gen_ai.operation.name") == "chat":
         bits.append(
             f"{a.get('gen_ai.usage.input_tokens', 0)} in / {a.get('gen_ai.usage.output_tokens', 0)} out tokens"
-            + (f", cost {a['tandem.cost']:.6f}" if a.get("tandem.cost") else "")
+            + (f", cost ${a['tandem.cost']:.6f}" if a.get("tandem.cost") else "")
+            + (f", {wh(a['tandem.energy.joules']):.3g} Wh" if a.get("tandem.energy.joules") else "")
         )
     if span["status"] == "error":
         bits.append(f"[red]error: {esc(span.get('status_message') or a.get('error.type', ''))}[/]")
@@ -109,6 +114,7 @@ def traces_show(
     from rich.tree import Tree
 
     from tandemlm.errors import ConfigError
+    from tandemlm.models.prices import energy_text, wh
 
     detail = _store(store).run_detail(run)
     if detail is None:
@@ -126,6 +132,9 @@ def traces_show(
     path = root_attrs.get("tandem.run.path")
     if path:
         out.print(f"path  {' -> '.join(path)}", markup=False)
+    if info.get("cost") is not None or info.get("energy_joules") is not None:
+        cost = "-" if info.get("cost") is None else f"${info['cost']:.6f}"
+        out.print(f"cost  {cost}   energy  {energy_text(info.get('energy_joules'))}", markup=False)
     if info.get("llm_called") is not None:
         calls = info.get("llm_calls")
         out.print(f"large model called  {'yes' if info['llm_called'] else 'no'}"
@@ -163,7 +172,8 @@ def traces_show(
         for name, u in json.loads(usage).items():
             out.print(
                 f"model {name}: {int(u.get('calls', 0))} call(s), {int(u.get('input_tokens', 0))} in / "
-                f"{int(u.get('output_tokens', 0))} out tokens, cost {u.get('cost', 0):.6f}",
+                f"{int(u.get('output_tokens', 0))} out tokens, cost ${u.get('cost', 0):.6f}"
+                + (f", {wh(u['joules']):.3g} Wh" if u.get("joules") else ""),
                 markup=False,
             )
 

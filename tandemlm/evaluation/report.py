@@ -509,13 +509,10 @@ def _html_items(data: Mapping[str, Any], flows: Sequence[Mapping[str, Any]]) -> 
 def _wh(summary: Mapping[str, Any]) -> str:
     """Energy of local compute over all items, in Wh and gCO2e at the configured grid
     intensity (tandemlm.models.prices)."""
-    from tandemlm.models.prices import energy_prices
+    from tandemlm.models.prices import energy_text
 
     value = summary.get("energy_wh_total")
-    if value is None:
-        return "-"
-    grams = energy_prices().co2_g(value * 3600.0)
-    return f"{value:.3g} Wh, {grams:.2g} gCO2e"
+    return energy_text(None if value is None else value * 3600.0)
 
 
 def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:

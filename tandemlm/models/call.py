@@ -302,7 +302,7 @@ def record_model_use(
     provider, request_model = entry.provider, entry.request_model
     if tracing_active():
         safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
-               cost, seconds, started_ns, finish_reason, attributes, tracer())
+               cost, joules, seconds, started_ns, finish_reason, attributes, tracer())
     safely(
         metrics.record_call,
         flow=call.context.flow, model=model, provider=provider, request_model=request_model,
@@ -311,7 +311,7 @@ def record_model_use(
 
 
 def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_model: str,
-              input_tokens: int, output_tokens: int, cost: float, seconds: float,
+              input_tokens: int, output_tokens: int, cost: float, joules: float, seconds: float,
               started_ns: int | None, finish_reason: str | None,
               attributes: Mapping[str, Any] | None, tracer: Any) -> None:
     end_ns = time.time_ns()
@@ -329,6 +329,7 @@ def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_mode
         A.GEN_AI_OUTPUT_TOKENS: output_tokens,
         A.GEN_AI_FINISH_REASONS: [finish_reason] if finish_reason else None,
         A.COST: cost,
+        A.ENERGY_JOULES: joules or None,
         **(attributes or {}),
     }
     current = tracer.start_span(f"chat {request_model}", start_time=start_ns,

@@ -43,7 +43,9 @@ __all__ = [
     "EnergyPrices",
     "RemotePrice",
     "energy_prices",
+    "energy_text",
     "remote_price",
+    "wh",
 ]
 
 PRICES_AS_OF = "2024-12"
@@ -132,3 +134,22 @@ def energy_prices() -> EnergyPrices:
 def wh(joules: float) -> float:
     """Watt-hours of ``joules``."""
     return joules / 3600.0
+
+
+def energy_text(joules: float | None, prices: EnergyPrices | None = None) -> str:
+    """Energy as people read it: ``"1 Wh, 0.48 gCO2e"`` (Wh to 3 significant digits, grams
+    of CO2-equivalent to 2, at ``prices.grid_g_per_kwh``; default: :func:`energy_prices`).
+
+    The eval report, ``tandem traces`` and the viewer's API show energy this way.
+
+    Returns:
+        the text, or ``"-"`` when ``joules`` is ``None`` (not recorded).
+
+    Example:
+        >>> energy_text(3600.0, DEFAULT_ENERGY)
+        '1 Wh, 0.48 gCO2e'
+    """
+    if joules is None:
+        return "-"
+    grams = (prices or energy_prices()).co2_g(joules)
+    return f"{wh(joules):.3g} Wh, {grams:.2g} gCO2e"

@@ -269,3 +269,46 @@ def test_a_5000_span_trace_renders_only_what_is_visible(tmp_path, browser):
         page.screenshot(path=str(OUTPUT / "trace_viewer_large.png"))
         assert problems == []
         page.close()
+
+
+@pytest.mark.slow
+def test_money_and_energy_per_run_per_call_and_per_flow(tmp_path, monkeypatch, browser):
+    from playwright.sync_api import expect
+
+    from tandemlm.telemetry.store import TraceStore
+
+    (tmp_path / "tandem.toml").write_text("[energy]\ngrid_g_per_kwh = 100\n")
+    monkeypatch.chdir(tmp_path)  # the viewer's CO2 figures use this grid intensity
+    trace = "f" * 32
+
+    def chat(span: str, model: str, joules: float | None, cost: float) -> dict:
+        attrs = {"gen_ai.operation.name": "chat", "tandem.model": model, "tandem.node": model, "tandem.cost": cost}
+        if joules is not None:
+            attrs["tandem.energy.joules"] = joules
+        return {"trace_id": trace, "span_id": span, "parent_id": "01", "name": f"chat {model}", "start_ns": 2,
+                "end_ns": 3, "status": "ok", "attributes": attrs}
+
+    TraceStore(tmp_path / "t.db").add([
+        {"trace_id": trace, "span_id": "01", "name": "invoke_workflow priced", "start_ns": 1, "end_ns": 9,
+         "status": "ok", "attributes": {"tandem.flow": "priced", "tandem.run.cost": 0.0123,
+                                        "tandem.run.energy.joules": 5400.0, "tandem.run.llm_called": True}},
+        chat("02", "slm", 1800.0, 0.0003), chat("03", "drafter", 3600.0, 0.0002), chat("04", "llm", None, 0.0118),
+    ])
+    with ViewerServer(tmp_path / "t.db", port=0) as viewer:
+        page, problems = _page(browser, viewer)
+        page.goto(viewer.url)
+        row = page.locator(f'#runs tr[data-run="{trace}"]')
+        expect(row.locator(".run-energy")).to_have_text("1.5")  # 5400 J / 3600
+        assert row.locator(".run-cost").inner_text() == "0.012300"
+        row.click()
+        expect(page.locator("#run-energy")).to_have_text("1.5")
+        energy = page.locator("#calls .call-energy").all_inner_texts()
+        assert sorted(energy) == ["0.5", "1", "–"]  # 1800 J, 3600 J, a remote call
+        page.goto(f"{viewer.url}/#/stats?since=")
+        flow = page.locator('#stats-flows tr[data-flow="priced"]')
+        expect(flow.locator(".flow-energy")).to_have_text("1.5")
+        assert flow.locator(".flow-co2").inner_text() == "0.15"  # 0.0015 kWh x 100 g/kWh
+        assert flow.locator(".flow-mean-cost").inner_text() == "0.012300"
+        assert "gCO2e (100 g/kWh)" in page.locator("#stats-flows thead").inner_text()
+        assert problems == []
+        page.close()

@@ -28,7 +28,12 @@ function sv(tag, attrs, text) {
   return node;
 }
 const fmtMs = ms => ms == null || isNaN(ms) ? "–" : ms >= 1000 ? (ms / 1000).toFixed(2) + " s" : ms.toFixed(1) + " ms";
-const fmtCost = c => c == null ? "–" : Number(c).toFixed(6);
+const fmtCost = c => c == null ? "–" : Number(c).toFixed(6); // US dollars
+// significant digits as the CLI and eval report print them (Python's ".3g" / ".2g")
+const sig = (v, digits) => String(Number(Number(v).toPrecision(digits)));
+const fmtWh = wh => wh == null || isNaN(wh) ? "–" : sig(wh, 3); // local-compute energy, Wh
+const joulesWh = j => j == null ? null : Number(j) / 3600; // a span's tandem.energy.joules in Wh
+const fmtCo2 = g => g == null || isNaN(g) ? "–" : sig(g, 2); // grams CO2e
 const fmtTime = ns => ns ? new Date(ns / 1e6).toLocaleString() : "–";
 const fmtPct = r => r == null ? "–" : (r * 100).toFixed(1) + "%";
 const tokens = r => (r.input_tokens == null && r.output_tokens == null) ? "–" : (r.input_tokens || 0) + (r.output_tokens || 0);
@@ -155,13 +160,14 @@ async function loadRuns(params) {
     el("td", { class: "status-" + r.status }, r.status),
     el("td", {}, r.llm_called == null ? "–" : r.llm_called ? el("span", { class: "badge up" }, "LLM") : "no"),
     el("td", { class: "num" }, fmtMs(r.duration_ms)), el("td", {}, (r.models || []).join(", ") || "–"),
-    el("td", { class: "num" }, r.llm_calls ?? "–"), el("td", { class: "num" }, tokens(r)), el("td", { class: "num" }, fmtCost(r.cost)),
+    el("td", { class: "num" }, r.llm_calls ?? "–"), el("td", { class: "num" }, tokens(r)), el("td", { class: "num run-cost" }, fmtCost(r.cost)),
+    el("td", { class: "num run-energy" }, fmtWh(r.energy_wh)),
     el("td", { class: "question", title: r.question || "" }, r.question || ""),
     el("td", { class: "mono muted", title: r.request_id ? "request " + r.request_id : "" }, (r.run_id || r.trace_id).slice(0, 12),
       r.request_id ? el("div", {}, r.request_id.slice(0, 24)) : null)));
   const filtered = RUN_FILTERS.some(k => params.get(k));
   v.results.replaceChildren(rows.length
-    ? el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["Started", "Flow", "Status", "Escalated", "Duration", "Models", "LLM calls", "Tokens", "Cost", "Question", "Run / request"].map(h => el("th", {}, h)))), el("tbody", {}, rows))
+    ? el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["Started", "Flow", "Status", "Escalated", "Duration", "Models", "LLM calls", "Tokens", "Cost ($)", "Energy (Wh)", "Question", "Run / request"].map(h => el("th", {}, h)))), el("tbody", {}, rows))
     : el("p", { id: "empty", class: "muted" }, filtered ? "No run matches these filters." : "No runs yet. Run a flow with `tandem run` or send OTLP spans to /v1/traces."));
   v.info.textContent = data.total ? `${offset + 1}–${offset + data.runs.length} of ${data.total} run(s)` : "0 runs";
   v.prev.disabled = offset <= 0;
@@ -356,7 +362,8 @@ function spanPanel(s, t0) {
     parts.push(el("h3", {}, "Model call"), kv([
       ["Provider:model", `${a["gen_ai.provider.name"] || ""}:${a["gen_ai.request.model"] || ""}`],
       ["Tokens in / out", `${num(a["gen_ai.usage.input_tokens"])} / ${num(a["gen_ai.usage.output_tokens"])}`],
-      ["Cost", a["tandem.cost"] != null ? fmtCost(a["tandem.cost"]) : null],
+      ["Cost ($)", a["tandem.cost"] != null ? fmtCost(a["tandem.cost"]) : null],
+      ["Energy (Wh)", a["tandem.energy.joules"] != null ? fmtWh(joulesWh(a["tandem.energy.joules"])) : null],
       ["Token probability", a["tandem.confidence.mean_prob"] != null ? `mean ${num(a["tandem.confidence.mean_prob"])}, min ${num(a["tandem.confidence.min_prob"])}` : null],
       ["Finish", Array.isArray(a["gen_ai.response.finish_reasons"]) ? a["gen_ai.response.finish_reasons"].join(", ") : null],
       ["Redactions in content", a["tandem.content.redactions"]],
@@ -434,7 +441,8 @@ async function showRun(ref, spanId) {
     if (spanKind(s) === "chat" || a["gen_ai.operation.name"] === "chat") {
       calls.push(() => el("tr", pick(s), el("td", {}, a["tandem.node"] || ""), el("td", {}, a["tandem.model"] || ""),
         el("td", {}, `${a["gen_ai.provider.name"] || ""}:${a["gen_ai.request.model"] || ""}`), el("td", { class: "num" }, num(a["gen_ai.usage.input_tokens"])),
-        el("td", { class: "num" }, num(a["gen_ai.usage.output_tokens"])), el("td", { class: "num" }, fmtCost(a["tandem.cost"])), el("td", { class: "num" }, fmtMs((s.end_ns - s.start_ns) / 1e6))));
+        el("td", { class: "num" }, num(a["gen_ai.usage.output_tokens"])), el("td", { class: "num call-cost" }, fmtCost(a["tandem.cost"])),
+        el("td", { class: "num call-energy" }, fmtWh(joulesWh(a["tandem.energy.joules"]))), el("td", { class: "num" }, fmtMs((s.end_ns - s.start_ns) / 1e6))));
       if (typeof a["gen_ai.output.messages"] === "string") outputs.push(() => { const said = parseJSON(a["gen_ai.output.messages"]);
         return el("tr", pick(s), el("td", {}, a["tandem.node"] || ""), el("td", {}, a["tandem.model"] || ""),
           el("td", {}, longText(Array.isArray(said) ? said.map(messageText).join("\n") : a["gen_ai.output.messages"], 400))); });
@@ -450,7 +458,8 @@ async function showRun(ref, spanId) {
     el("p", {}, el("a", { href: "#/" }, "← all runs")),
     el("section", { id: "run-summary" }, el("h2", {}, `Run · ${run.flow}`), el("div", { class: "summary" },
       [["Status", el("span", { class: "status-" + run.status, id: "run-status" }, run.status)], ["Started", fmtTime(run.start_ns)], ["Duration", fmtMs(run.duration_ms)],
-       ["Models", (run.models || []).join(", ") || "–"], ["LLM called", run.llm_called == null ? "–" : (run.llm_called ? "yes" : "no")], ["LLM calls", run.llm_calls ?? "–"], ["Tokens", tokens(run)], ["Cost", fmtCost(run.cost)],
+       ["Models", (run.models || []).join(", ") || "–"], ["LLM called", run.llm_called == null ? "–" : (run.llm_called ? "yes" : "no")], ["LLM calls", run.llm_calls ?? "–"], ["Tokens", tokens(run)], ["Cost ($)", el("span", { id: "run-cost" }, fmtCost(run.cost))],
+       ["Energy (Wh)", el("span", { id: "run-energy" }, fmtWh(run.energy_wh))],
        ["Answered by", run.answered_by || "–"], ["Run", el("span", { class: "mono" }, run.run_id || run.trace_id)],
        ["Request", requestId ? el("span", { class: "mono", id: "run-request" }, requestId) : "–"], ["Spans", String(spans.length)]]
         .map(([k, v]) => el("div", {}, el("span", { class: "muted" }, k), el("b", {}, v)))),
@@ -464,7 +473,7 @@ async function showRun(ref, spanId) {
         el("span", { class: "muted" }, "▸ opens a span's children; click a row for its details")), timeline.box), panel)),
     el("section", {}, el("h2", {}, "Routing decisions"), table("decisions", ["Route", "Router", "Score", "Threshold", "Choice", "Reason", "Latency"], decisions, "No routing decisions.")),
     el("section", {}, el("h2", {}, "Cross-model hops"), table("hops", ["Nodes", "Models", "Field", "Chars", "Tokens", "Crossing", "Redactions"], hops, "No hops.")),
-    el("section", {}, el("h2", {}, "Model calls"), table("calls", ["Node", "Model", "Provider:model", "In tokens", "Out tokens", "Cost", "Latency"], calls, "No model calls.")),
+    el("section", {}, el("h2", {}, "Model calls"), table("calls", ["Node", "Model", "Provider:model", "In tokens", "Out tokens", "Cost ($)", "Energy (Wh)", "Latency"], calls, "No model calls.")),
     el("section", {}, el("h2", {}, "What each model said (captured)"), table("outputs", ["Node", "Model", "Output"], outputs, "No content captured (run with --capture-content).")),
     el("section", {}, el("h2", {}, "Errors"), table("errors", ["Node", "Type", "Message"], errors, "No errors.")));
   timeline.draw(); // now that the box has a size
@@ -558,7 +567,10 @@ async function showStats(params) {
   windowSel.value = since;
   const flows = data.flows.map(f => el("tr", { "data-flow": f.flow }, el("td", {}, f.flow), el("td", { class: "num" }, f.runs),
     el("td", { class: "num esc-rate" }, fmtPct(f.escalation_rate)), el("td", { class: "num err-rate" }, fmtPct(f.error_rate)),
-    el("td", { class: "num" }, fmtMs(f.p50_ms)), el("td", { class: "num" }, fmtMs(f.p95_ms)), el("td", { class: "num" }, f.tokens), el("td", { class: "num" }, fmtCost(f.cost))));
+    el("td", { class: "num" }, fmtMs(f.p50_ms)), el("td", { class: "num" }, fmtMs(f.p95_ms)), el("td", { class: "num" }, f.tokens),
+    el("td", { class: "num flow-cost" }, fmtCost(f.cost)), el("td", { class: "num flow-mean-cost" }, fmtCost(f.mean_cost)),
+    el("td", { class: "num flow-energy" }, fmtWh(f.energy_wh)), el("td", { class: "num flow-co2" }, fmtCo2(f.co2_g))));
+  const grid = data.energy ? `gCO2e (${num(data.energy.grid_g_per_kwh)} g/kWh)` : "gCO2e";
   const models = data.models.map(m => el("tr", { "data-model": m.model }, el("td", {}, m.model), el("td", { class: "num" }, m.calls), el("td", { class: "num" }, m.errors),
     el("td", { class: "num" }, m.input_tokens), el("td", { class: "num" }, m.output_tokens), el("td", { class: "num" }, fmtCost(m.cost)),
     el("td", { class: "num" }, fmtMs(m.p50_ms)), el("td", { class: "num" }, fmtMs(m.p95_ms))));
@@ -573,7 +585,7 @@ async function showStats(params) {
     el("section", {}, el("h2", {}, "Dashboard"), el("div", { class: "filters" }, flowSel, windowSel,
       el("button", { id: "stats-refresh", onclick: () => route() }, "↻ Refresh"),
       el("span", { class: "muted" }, data.window.first_ns ? `runs from ${fmtTime(data.window.first_ns)} to ${fmtTime(data.window.last_ns)}` : "no runs in this window"))),
-    el("section", {}, el("h2", {}, "Flows"), table("stats-flows", ["Flow", "Runs", "Escalation rate", "Error rate", "p50", "p95", "Tokens", "Cost"], flows, "No runs in this window.")),
+    el("section", {}, el("h2", {}, "Flows"), table("stats-flows", ["Flow", "Runs", "Escalation rate", "Error rate", "p50", "p95", "Tokens", "Cost ($)", "Mean $ / run", "Energy (Wh)", grid], flows, "No runs in this window.")),
     el("section", {}, el("h2", {}, `Runs over time (per ${bucketText})`),
       el("div", { class: "legend" }, el("span", {}, el("i", { class: "swatch-esc" }), "escalated (large model called)"), el("span", {}, el("i", { class: "swatch-runs" }), "not escalated"), el("span", {}, el("i", { class: "swatch-err" }), "failed")),
       tl.length ? barChart(tl, bucketS, runSeries, "chart-runs") : el("p", { class: "muted" }, "No runs.")),
