@@ -70,3 +70,18 @@ def read_npz(file: Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarra
     if meta.get("router") != kind:
         raise ConfigError(f"{file} holds a {meta.get('router')!r} router, not {kind!r}")
     return meta, arrays
+
+
+def read_meta(path: str) -> dict[str, Any] | None:
+    """The metadata of a saved router file (JSON fields / NPZ ``meta``) without loading the
+    model; ``None`` when the file is missing or not a router file (the flow reports that)."""
+    file = resolve(path)
+    try:
+        if file.suffix.lower() == ".npz":
+            with np.load(file, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+        else:
+            meta = json.loads(file.read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return meta if isinstance(meta, dict) else None

@@ -54,9 +54,13 @@ class LogisticModel:
         z = (x - mean) / std
         w, b = np.zeros(z.shape[1]), 0.0
         n = len(y)
+        # The ridge term as a proximal step: the same optimum as a plain gradient step, but
+        # stable for any l2/n (a plain step overshoots and flips sign once lr*l2/n > 2, e.g.
+        # below ~10 examples at the defaults, and trained inverted routers).
+        shrink = 1.0 + lr * l2 / n
         for _ in range(steps):
             p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
-            w -= lr * (z.T @ (p - y) / n + l2 * w / n)
+            w = (w - lr * (z.T @ (p - y) / n)) / shrink
             b -= lr * float(np.mean(p - y))
         return cls(
             {

@@ -27,14 +27,28 @@ def register(app: typer.Typer) -> None:
 
 
 Table = Annotated[Path, typer.Argument(help="RouteLLM CSV or tandemlm eval results JSON.")]
-Weak = Annotated[str | None, typer.Option(help="Weak model column / flow (default: guessed).")]
-Strong = Annotated[str | None, typer.Option(help="Strong model column / flow (default: guessed).")]
+Weak = Annotated[
+    str | None, typer.Option(help="Weak model column / flow (default: slm-only if present, else guessed).")
+]
+Strong = Annotated[
+    str | None, typer.Option(help="Strong model column / flow (default: llm-only if present, else guessed).")
+]
 Embedding = Annotated[str, typer.Option(help="minilm, hash:DIM or ollama:NAME.")]
 
 
 def router_train(
-    table: Table,
     output: Annotated[Path, typer.Option("-o", "--output", help="Router file (.json / .npz).")],
+    table: Annotated[
+        Path | None,
+        typer.Argument(help="RouteLLM CSV or tandemlm eval results JSON; or give --from-eval."),
+    ] = None,
+    from_eval: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-eval",
+            help="Train on one `tandem eval` run: its results.json (or --out folder); not with TABLE.",
+        ),
+    ] = None,
     router: Annotated[str, typer.Option(help="logistic or knn.")] = "logistic",
     weak: Weak = None,
     strong: Strong = None,
@@ -44,13 +58,21 @@ def router_train(
         float | None, typer.Option(help="Calibrate the threshold to this LLM-call rate.")
     ] = None,
 ) -> None:
-    """Train a router from a labelled table and save it as a file a flow spec references."""
+    """Train a router on a labelled table or one eval run (--from-eval) and save it as a
+    file a flow spec references; the file lists its training items, which `tandem eval` of a
+    flow using it leaves out."""
     import numpy as np
 
+    from tandemlm.errors import ConfigError
     from tandemlm.evaluation.metrics import threshold_for_rate
-    from tandemlm.routing.training import fit_router, load_table
+    from tandemlm.routing.training import fit_router, load_eval_results, load_table, provenance
 
-    data = load_table(table, weak, strong)
+    if from_eval is not None and table is None:
+        source, data = from_eval, load_eval_results(from_eval, weak, strong)
+    elif table is not None and from_eval is None:
+        source, data = table, load_table(table, weak, strong)
+    else:
+        raise ConfigError("give either a TABLE or --from-eval RESULTS.json (exactly one)")
     err.print(
         f"training {router} on {len(data.texts)} queries ({data.weak_name} vs {data.strong_name})",
         markup=False,
@@ -58,7 +80,7 @@ def router_train(
     options: dict[str, Any] = {"k": k} if router == "knn" else {}
     model = fit_router(router, data, embedding=embedding, **options)
     extra: dict[str, object] = {
-        "trained_on": str(table),
+        **provenance(data, source),
         "weak": data.weak_name,
         "strong": data.strong_name,
     }

@@ -22,8 +22,12 @@ train`` and ``tandem distill`` read back::
       "sweeps": [{"flow", "param", "route", "baselines", "points": [...], "weak_accuracy",
                   "strong_accuracy", "score_range",
                   "metrics": {"router", "random", "oracle", "measured"}} | {..., "skipped"}],
-      "goal": {...}, "verdicts": [{"flow", "met", "at", "text"}]
+      "goal": {...}, "verdicts": [{"flow", "met", "at", "text"}],
+      "excluded": {"count", "of", "reason", "ids", "routers": [{"path", "flow", "dataset", "items"}]}
     }
+
+``excluded`` (only when items were left out): the items a trained router of an evaluated
+flow was trained on, not run and not scored (:mod:`tandemlm.evaluation.holdout`).
 
 Per item and flow: ``answer``, ``extracted`` (what the scorer read from it; the item's
 ``gold_answer`` is what it read from the gold), ``score`` (0-1), ``llm_called`` (a large
@@ -121,6 +125,8 @@ def results_data(
 
         data["goal"] = goal.as_dict()
         data["verdicts"] = verdicts(goal, flows, data["sweeps"])
+    if run.holdout is not None:
+        data["excluded"] = run.holdout.as_dict()
     return data
 
 
@@ -552,6 +558,10 @@ def _html(data: Mapping[str, Any], images: Mapping[str, Path]) -> str:
         for name, path in images.items()
     )
     meta = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in (data.get("meta") or {}).items())
+    if excluded := data.get("excluded"):
+        routers = ", ".join(str(r.get("path")) for r in excluded.get("routers") or [])
+        meta += (f"<li><b>excluded</b>: {excluded.get('count')} of {excluded.get('of')} items, "
+                 f"the training items of {esc(routers)} (not run, not scored)</li>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tandem eval: {esc(data.get('dataset') or '')}</title>
 <style>

@@ -22,6 +22,9 @@ gold and answer), so switching ``--scorer`` or fixing a gold answer takes effect
 :func:`tandemlm.core.ledger.llm_called`): some node called a model whose role is not ``slm``
 or that is ``local: false``. ``llm_calls`` counts the calls to those models.
 
+Items a trained router of an evaluated flow learned from are left out for every flow of the
+run, with one line on stderr (see :mod:`tandemlm.evaluation.holdout`; ``EvalRun.holdout``).
+
 Latency: with call replay (see :mod:`tandemlm.evaluation.cache`) a replayed model call
 counts with the duration it took when it really ran, so ``latency`` is what the run would
 have taken without the cache; ``wall`` is the time actually spent.
@@ -33,6 +36,7 @@ import asyncio
 import hashlib
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +49,7 @@ from tandemlm.core.ledger import is_large_model
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.cache import EvalCache, ReplayChatModel, call_ledger
 from tandemlm.evaluation.datasets import EvalItem
+from tandemlm.evaluation.holdout import Holdout, hold_out
 from tandemlm.evaluation.progress import EvalProgress
 from tandemlm.evaluation.scorers import Scorer, get_scorer
 from tandemlm.flows.spec import FlowSpec
@@ -223,7 +228,8 @@ async def score_record(scorer: Any, item: EvalItem, record: Mapping[str, Any], c
 class EvalRun:
     """The outcome of :func:`run_eval`: items, flows, and one record per flow and item.
 
-    ``records[label][item_id]`` is an item record (see the module docstring).
+    ``records[label][item_id]`` is an item record (see the module docstring). ``items`` are
+    the evaluated items; ``holdout`` names those left out because a router was trained on them.
     """
 
     items: list[EvalItem]
@@ -234,6 +240,7 @@ class EvalRun:
     dataset: str = ""
     executed: int = 0
     reused: int = 0
+    holdout: Holdout | None = None
 
     def summary(self, label: str) -> dict[str, Any]:
         return summarize_records(list(self.records[label].values()))
@@ -382,6 +389,9 @@ def run_eval(
     Raises:
         TandemError: duplicate labels, an invalid spec, an unknown scorer.
         KeyboardInterrupt: the results finished so far are in the cache; the same call resumes.
+
+    Items a trained router of ``flows`` was trained on are not evaluated (one line on
+    stderr says how many; ``EvalRun.holdout``); every item being one raises TandemError.
     """
     return asyncio.run(
         arun_eval(
@@ -416,6 +426,9 @@ async def arun_eval(
     if backend not in ("local", "ray"):
         raise TandemError(f"unknown backend {backend!r}: use local or ray")
     scorer_obj = get_scorer(scorer) if isinstance(scorer, str) else scorer
+    items, holdout = hold_out(flows, items)
+    if holdout is not None:
+        print(holdout.message(), file=sys.stderr, flush=True)
     owned = not isinstance(cache, EvalCache)
     store = cache if isinstance(cache, EvalCache) else EvalCache(cache)
     counts = {"executed": 0, "reused": 0}
@@ -468,6 +481,7 @@ async def arun_eval(
             dataset=dataset,
             executed=counts["executed"],
             reused=counts["reused"],
+            holdout=holdout,
         )
     finally:
         if owned:

@@ -8,7 +8,14 @@ Two input formats are read:
   the lower accuracy is weak).
 - tandemlm evaluation results JSON: ``{"items": [{"id", "question", "scores": {flow: s}}]}``
   (also a top-level list of items, per-flow ``score`` under ``flows: {name: {"score"}}``
-  or ``results: [{"flow", "score"}]``); ``weak``/``strong`` name the two flows.
+  or ``results: [{"flow", "score"}]``); ``weak``/``strong`` name the two flows (default:
+  the ``slm-only``/``llm-only`` baselines when present, else the two flows there are).
+  :func:`load_eval_results` reads only this format (``tandem router train --from-eval``).
+
+A router saved by ``tandem router train`` records what it was trained on
+(:func:`provenance`): ``trained_on`` (item ids), ``trained_on_questions`` (question digests)
+and ``trained_on_dataset``; ``tandem eval`` leaves those items out (see
+:mod:`tandemlm.evaluation.holdout`).
 
 The training label is 1 when the strong model did better than the weak one (the large
 model was needed and helped), else 0.
@@ -17,6 +24,7 @@ model was needed and helped), else 0.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +48,8 @@ class Table:
     strong: np.ndarray
     weak_name: str
     strong_name: str
+    dataset: str = ""
+    ids_known: bool = True  # False: a CSV without an id column (ids are row numbers)
 
     def labels(self) -> np.ndarray:
         """1 where the strong model beat the weak one."""
@@ -54,7 +64,24 @@ class Table:
             self.strong[idx],
             self.weak_name,
             self.strong_name,
+            self.dataset,
+            self.ids_known,
         )
+
+
+def question_digest(text: str) -> str:
+    """A short digest of a question's text: how a router file names its training questions."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:16]
+
+
+def provenance(table: Table, source: str | Path) -> dict[str, object]:
+    """What a saved router records about its training items (see the module docstring)."""
+    data: dict[str, object] = {"table": str(source)}
+    if table.ids_known:
+        data["trained_on"] = list(table.ids)
+    data["trained_on_questions"] = [question_digest(t) for t in table.texts]
+    data["trained_on_dataset"] = table.dataset or None
+    return data
 
 
 def _bool(value: Any) -> float | None:
@@ -111,6 +138,8 @@ def _load_csv(file: Path, weak: str | None, strong: str | None) -> Table:
         np.array([_bool(r[strong]) or 0.0 for r in rows]),
         weak,
         strong,
+        dataset=file.stem,
+        ids_known="id" in columns,
     )
 
 
@@ -140,14 +169,54 @@ def _load_json(file: Path, weak: str | None, strong: str | None) -> Table:
     items = data.get("items") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{file}: expected a list of items (or {{'items': [...]}})")
+    dataset = str(data.get("dataset") or "") if isinstance(data, dict) else ""
+    return _items_table(file, items, weak, strong, dataset)
+
+
+def load_eval_results(path: str | Path, weak: str | None = None, strong: str | None = None) -> Table:
+    """The table of one ``tandem eval`` run: its ``results.json`` (or the ``--out`` folder).
+
+    Raises:
+        TandemError: not an eval results file (a CSV, other JSON), or flows not found.
+    """
+    from tandemlm.errors import TandemError
+    from tandemlm.evaluation.report import load_results
+
+    file = Path(path)
+    if file.suffix.lower() == ".csv":
+        raise TandemError(
+            f"{file} is a CSV table, not eval results: give it as TABLE (without --from-eval), "
+            "or pass the results.json of `tandem eval ... --out DIR`"
+        )
+    data = load_results(file)
+    items = data["items"]
+    if not isinstance(items, list) or not items:
+        raise TandemError(f"{file}: the eval results hold no items")
+    return _items_table(file, items, weak, strong, str(data.get("dataset") or ""))
+
+
+def _pick_flows(file: Path, flows: list[str], per_item: list[dict[str, float]]) -> tuple[str, str]:
+    if {"slm-only", "llm-only"} <= set(flows):  # the baselines of `tandem eval --baselines`
+        return "slm-only", "llm-only"
+    if len(flows) != 2:
+        raise ConfigError(f"{file}: give --weak and --strong flows (found: {', '.join(flows)})")
+    both = [s for s in per_item if all(f in s for f in flows)] or per_item
+    means = {f: np.mean([s.get(f, 0.0) for s in both]) for f in flows}
+    weak, strong = sorted(flows, key=lambda f: means[f])
+    return weak, strong
+
+
+def _items_table(
+    file: Path, items: list[Any], weak: str | None, strong: str | None, dataset: str
+) -> Table:
+    items = [it if isinstance(it, dict) else {} for it in items]
     per_item = [_item_scores(it) for it in items]
     flows = sorted({k for s in per_item for k in s})
+    for given in (weak, strong):
+        if given and given not in flows:
+            raise ConfigError(f"{file}: no flow {given!r} (flows: {', '.join(flows)})")
     if not (weak and strong):
-        if len(flows) != 2:
-            raise ConfigError(f"{file}: give --weak and --strong flows (found: {', '.join(flows)})")
-        both = [s for s in per_item if all(f in s for f in flows)] or per_item
-        means = {f: np.mean([s.get(f, 0.0) for s in both]) for f in flows}
-        pair = sorted(flows, key=lambda f: means[f])
+        pair = _pick_flows(file, flows, per_item)
         weak, strong = weak or pair[0], strong or pair[1]
     keep = [i for i, s in enumerate(per_item) if weak in s and strong in s]
     if not keep:
@@ -163,6 +232,7 @@ def _load_json(file: Path, weak: str | None, strong: str | None) -> Table:
         np.array([per_item[i][strong] for i in keep]),
         weak,
         strong,
+        dataset=dataset,
     )
 
 
