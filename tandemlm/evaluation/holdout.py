@@ -96,19 +96,15 @@ def trained_routers(spec: FlowSpec) -> list[TrainedRouter]:
     found = []
     for route in spec.routes:
         for path in _router_paths(route.router.params()):
-            meta = read_meta(path)
-            if not meta or not (meta.get("trained_on") or meta.get("trained_on_questions")):
-                continue
-            ids = meta.get("trained_on")
-            found.append(
-                TrainedRouter(
-                    path=path,
-                    flow=spec.name,
-                    ids=frozenset(str(i) for i in ids) if isinstance(ids, list) else frozenset(),
-                    questions=frozenset(str(q) for q in meta.get("trained_on_questions") or []),
-                    dataset=meta.get("trained_on_dataset"),
-                )
-            )
+            meta = read_meta(path) or {}
+            ids, questions = meta.get("trained_on"), meta.get("trained_on_questions")
+            ids = ids if isinstance(ids, list) else []  # older files: the table's path
+            questions = questions if isinstance(questions, list) else []
+            if ids or questions:
+                found.append(TrainedRouter(
+                    path=path, flow=spec.name, ids=frozenset(map(str, ids)),
+                    questions=frozenset(map(str, questions)), dataset=meta.get("trained_on_dataset"),
+                ))
     return found
 
 

@@ -223,5 +223,6 @@ def test_hold_out_matches_ids_or_questions_also_of_inner_routers(tmp_path: Path)
     assert holdout is not None and holdout.excluded == ["q1", "other-7"] and holdout.scored == 1
     with pytest.raises(TandemError, match="all 2 items are training items of router"):
         hold_out([_flow(router)], items[:2])
-    router.write_text(json.dumps({"router": "logistic"}))  # a file that records nothing: no holdout
-    assert hold_out([_flow(router)], items) == (items, None)
+    for older in ({"router": "logistic"}, {"router": "logistic", "trained_on": "t.csv"}):
+        router.write_text(json.dumps(older))  # records no items (older files: the table path)
+        assert hold_out([_flow(router)], items) == (items, None)
