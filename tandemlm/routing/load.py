@@ -52,12 +52,18 @@ def busy_models() -> Mapping[str, Overflow]:
 
 @contextlib.contextmanager
 def overflowing(busy: Mapping[str, Overflow] | None) -> Iterator[None]:
-    """Mark runs started inside the block as having gone ahead without ``busy`` models."""
+    """Mark runs started inside the block as having gone ahead without ``busy`` models.
+
+    The block may span an async generator's ``yield``s (a streaming response); if the event
+    loop closes such a generator after it was abandoned, the block ends in another context,
+    which has nothing to restore.
+    """
     token = _BUSY.set(dict(busy) if busy else None)
     try:
         yield
     finally:
-        _BUSY.reset(token)
+        with contextlib.suppress(ValueError):  # "created in a different Context"
+            _BUSY.reset(token)
 
 
 def reason(busy: Mapping[str, Overflow]) -> str:

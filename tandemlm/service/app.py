@@ -54,7 +54,7 @@ class ServiceSettings:
         model_limits: per-model overrides of ``model_limit``, by model name in the spec.
         queue_timeout: seconds a request waits for a model slot before a 503.
         overflow_wait: load-aware routing (``None``: off). In a flow with routes, a request
-            that has waited this many seconds for a *large* model's slot goes ahead without
+            (``/v1/run``, ``/v1/stream``, ``/v1/chat/completions``) that has waited this many seconds for a *large* model's slot goes ahead without
             it: its routes stay on the small model (degraded, the reason in the decision)
             and a direct call to the busy model fails at once (see
             :mod:`tandemlm.routing.load`). Must be below ``queue_timeout``.
@@ -162,6 +162,23 @@ class _Limiter:
             for name in taken:
                 self.in_use[name] -= 1
                 self._sems[name].release()
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[dict[str, Overflow]]:
+        """Hold a run's slots with load-aware routing: the run carries the busy large models.
+
+        Every endpoint that runs the flow enters this around the run, so each is load-aware
+        alike. The mark is a context variable (:func:`~tandemlm.routing.load.overflowing`):
+        the run must be started inside the block, in the task that entered it (``arun``'s
+        coroutine or ``astream``'s first item, whose run task copies the context). In an
+        async generator the block may span ``yield``s; it stays in the generator's task.
+
+        Yields:
+            The busy large models (empty when every slot was free).
+        """
+        async with self.slots(overflow=True) as busy:
+            with overflowing(busy):
+                yield busy
 
 
 def _status(exc: TandemError) -> tuple[int, str]:
@@ -311,11 +328,10 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
         request_id = request_id_of(request)
         try:
             body = _validate(await _read_json(request, settings.max_body))
-            async with limiter.slots(overflow=True) as busy:
+            async with limiter.hold():  # until_disconnected's task copies the overflow mark
                 stats["active"] += 1
                 try:
-                    with overflowing(busy):  # the run's tasks copy it
-                        result = await until_disconnected(request, run_flow(body, request_id))
+                    result = await until_disconnected(request, run_flow(body, request_id))
                 finally:
                     stats["active"] -= 1
         except HTTPError as exc:
@@ -344,7 +360,7 @@ def create_app(flow: CompiledFlow, settings: ServiceSettings | None = None) -> S
             yield _sse("start", {"flow": flow.name, "request_id": request_id})
             result: RunResult | None = None
             try:
-                async with limiter.slots():
+                async with limiter.hold():  # entered in this task, where astream starts the run
                     stats["active"] += 1
                     try:
                         async with contextlib.aclosing(stream_flow(body, request_id)) as items:

@@ -228,7 +228,7 @@ def openai_routes(flow: CompiledFlow, settings: ServiceSettings, limiter: _Limit
                 "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
             })
         try:
-            async with limiter.slots():
+            async with limiter.hold():  # load-aware routing, as /v1/run
                 stats["active"] += 1
                 try:
                     result = await until_disconnected(request, run(question, history, request_id))
@@ -258,7 +258,7 @@ def openai_routes(flow: CompiledFlow, settings: ServiceSettings, limiter: _Limit
         result: RunResult | None = None
         failure: dict[str, Any] | None = None
         try:
-            async with limiter.slots():
+            async with limiter.hold():  # entered in this task, where astream starts the run
                 stats["active"] += 1
                 try:
                     async with contextlib.aclosing(stream_run(question, history, request_id)) as items:
