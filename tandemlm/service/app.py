@@ -54,10 +54,11 @@ class ServiceSettings:
         model_limits: per-model overrides of ``model_limit``, by model name in the spec.
         queue_timeout: seconds a request waits for a model slot before a 503.
         overflow_wait: load-aware routing (``None``: off). In a flow with routes, a request
-            (``/v1/run``, ``/v1/stream``, ``/v1/chat/completions``) that has waited this many seconds for a *large* model's slot goes ahead without
-            it: its routes stay on the small model (degraded, the reason in the decision)
-            and a direct call to the busy model fails at once (see
-            :mod:`tandemlm.routing.load`). Must be below ``queue_timeout``.
+            (``/v1/run``, ``/v1/stream``, ``/v1/chat/completions``) that has waited this
+            many seconds for a *large* model's slot goes ahead without it: its routes stay
+            on the small model (degraded, the reason in the decision) and a direct call to
+            the busy model fails at once (see :mod:`tandemlm.routing.load`). Must be below
+            ``queue_timeout``.
         run_timeout: seconds a run may take before a 503 (``None``: no limit); the run is
             cancelled, and so are its model calls.
         host: the address the server binds (a non-loopback one requires ``token``).
