@@ -14,6 +14,9 @@ preset fit's, so the default offset 400 is unseen by every setting in the reposi
    temperature 0.7, stop when the first two agree; final answers by the ``numeric``
    extractor). One real run on the embedded Qwen2.5-Coder-0.5B.
 2. the flow ``generate`` on the LLM (Qwen2.5-Coder-1.5B), greedy: LLM-only.
+3. the ``verifier`` router with the LLM as judge over the greedy draft (one prefill and a
+   one-token Yes/No verdict; P(yes) from its token probability), the draft passed as a run
+   variable. Rows cached before this signal existed get their verdict on the next run.
 
 Same prompt for both ("solve step by step, briefly, end with 'Answer: N'"), max_tokens 512.
 The four strategies are read off these runs; the cascades' escalation call is the LLM-only
@@ -25,12 +28,18 @@ call (same greedy prompt, so the same answer), counted only where the cascade es
 - ``consistency@T`` (the ``cascade_consistency`` preset's gate): the majority answer when
   ``1 - agreement < T``, else the LLM answer. With 3 samples only T = 0.3 (LLM unless the
   samples are unanimous) and 0.5 (LLM unless two agree, the preset's value) differ.
+- ``verifier@0.5``: the draft unless the LLM judge's ``1 - P(yes) >= 0.5``;
+- ``<signal> top N%``: the N% of items a signal scores highest go to the LLM (a threshold
+  set by LLM-call share, as ``tandem router calibrate --rate`` does, no labels used), for
+  confidence, consistency, verifier and a **learned** deferral score: a logistic regression
+  over confidence, agreement and the draft's length (and, in a second row, the verifier's
+  verdict), cross-validated (5 folds: every item is scored by a model trained on the others).
 
 Cost: the LLM priced as a remote model (``--llm-price``, a table entry of
 :mod:`tandemlm.models.prices`, per 1M input/output tokens), local SLM work priced by energy
 (measured process CPU seconds x watts per core x electricity price, the defaults of
 :mod:`tandemlm.models.prices`; the greedy draft alone is counted as the SLM run's CPU time
-divided by its number of samples). Prints n, time, load, accuracy, LLM-call share, cost per item
+divided by its number of samples; the verifier call is priced as a remote LLM call). Prints n, time, load, accuracy, LLM-call share, cost per item
 and the share of LLM-only cost; AUROC of each signal for "the SLM's answer is right".
 """
 
@@ -87,6 +96,36 @@ def llm_spec(max_tokens: int) -> dict[str, Any]:
     }
 
 
+VERIFY_PROMPT = (  # the verifier router's prompt; the draft comes in as a run variable
+    "Question: {input}\n\nAnswer to verify: {draft}\n\nIs this answer correct? Yes or No."
+)
+
+
+def verifier_spec(max_tokens: int) -> dict[str, Any]:
+    """The ``verifier`` router with the LLM as judge over a given draft: one prefill and a
+    one-token verdict (P(yes) from its probability), no answer generated."""
+    return {
+        "name": "verifier_probe",
+        "models": {"llm": models(max_tokens)["llm"]},
+        "nodes": {"begin": {"type": "pass"}},
+        "entry": "begin",
+        "routes": [{"from": "begin", "name": "gate",
+                    "router": {"type": "verifier", "model": "llm", "field": "input",
+                               "prompt": VERIFY_PROMPT, "threshold": 0.5},
+                    "branches": {"small": "end", "large": "end"}}],
+        "edges": [],
+    }
+
+
+async def verify(flow: Any, question: str, draft: str) -> dict[str, Any]:
+    """P(yes) of the LLM verifier for ``draft``, with the call's usage and wall time."""
+    wall = time.perf_counter()
+    result = await flow.arun(question, variables={"draft": draft})
+    decision = result.decisions[0]
+    return {"p_yes": float(decision["details"]["p_yes"]), "usage": result.usage.get("llm", {}),
+            "wall": time.perf_counter() - wall}
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -128,61 +167,127 @@ def auroc(scores: list[float], good: list[bool]) -> float | None:
     return wins / (len(bad_s) * len(good_s))
 
 
+def learned_scores(rows: list[dict[str, Any]], verifier: bool, folds: int = 5) -> list[float]:
+    """Out-of-fold P(majority answer wrong) of a logistic regression over the draft's
+    features (1 - mean token probability, 1 - agreement, log draft length, and with
+    ``verifier`` 1 - the LLM judge's P(yes)): every item is scored by a model that never
+    saw it."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.array([[1 - (r["mean_prob"] or 0), r["consistency"]["score"], np.log1p(len(r["draft"])),
+                   *([1 - r["verifier"]["p_yes"]] if verifier else [])] for r in rows])
+    y = np.array([not r["majority_ok"] for r in rows])
+    k = min(folds, int(y.sum()), int((~y).sum()))
+    if k < 2:
+        return [0.5] * len(rows)
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    return [float(p) for p in cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]]
+
+
+def top_share(scores: list[float], share: float) -> list[bool]:
+    """Escalate the ``share`` of items with the highest scores (no labels used)."""
+    count = round(share * len(scores))
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    chosen = set(order[:count])
+    return [i in chosen for i in range(len(scores))]
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     from tandemlm.models.prices import DEFAULT_ENERGY, remote_price
 
     price = remote_price(args.llm_price)
     energy = DEFAULT_ENERGY
 
-    def llm_cost(r: dict[str, Any]) -> float:
-        u = r["llm_usage"]
-        return price.cost(int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0)))
+    def priced(usage: dict[str, Any]) -> float:
+        return price.cost(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
 
     def slm_cost(r: dict[str, Any], draft_only: bool) -> float:
         cpu = r["slm_cpu"] / max(1, r["consistency"]["samples"]) if draft_only else r["slm_cpu"]
         return energy.cost(energy.joules(cpu))
 
     n = len(rows)
+    has_verifier = all("verifier" in r for r in rows)
+    signals: dict[str, list[float]] = {
+        "confidence": [1 - (r["mean_prob"] or 0) for r in rows],
+        "consistency": [r["consistency"]["score"] for r in rows],
+    }
+    if has_verifier:
+        signals["verifier"] = [1 - r["verifier"]["p_yes"] for r in rows]
+        signals["learned+verifier (CV)"] = learned_scores(rows, verifier=True)
+    signals["learned (5-fold CV)"] = learned_scores(rows, verifier=False)
+
+    def outcome(signal: str, r: dict[str, Any], up: bool) -> tuple[bool, bool, float]:
+        """(right, LLM called, cost) of one item under a cascade on ``signal``."""
+        samples = signal.startswith(("consistency", "learned"))  # needs every sample
+        cost = slm_cost(r, not samples)
+        if "verifier" in signal:  # one LLM prefill over the draft, priced as remote
+            cost += priced(r["verifier"]["usage"])
+        if up:
+            return bool(r["llm_ok"]), True, cost + priced(r["llm_usage"])
+        return bool(r["majority_ok"] if samples else r["draft_ok"]), False, cost
+
     strategies: dict[str, list[tuple[bool, bool, float]]] = {
         "slm-only": [(bool(r["draft_ok"]), False, slm_cost(r, True)) for r in rows],
-        "llm-only": [(bool(r["llm_ok"]), True, llm_cost(r)) for r in rows],
+        "llm-only": [(bool(r["llm_ok"]), True, priced(r["llm_usage"])) for r in rows],
     }
-    for t in (0.1, 0.2):
-        strategies[f"cascade@{t}"] = [
-            (bool(r["llm_ok"]), True, slm_cost(r, True) + llm_cost(r))
-            if 1 - (r["mean_prob"] or 0) >= t else (bool(r["draft_ok"]), False, slm_cost(r, True))
-            for r in rows]
-    for t in (0.3, 0.5):
-        strategies[f"consistency@{t}"] = [
-            (bool(r["llm_ok"]), True, slm_cost(r, False) + llm_cost(r))
-            if r["consistency"]["score"] >= t else (bool(r["majority_ok"]), False, slm_cost(r, False))
-            for r in rows]
+    thresholds = {"confidence": (0.1, 0.2), "consistency": (0.3, 0.5), "verifier": (0.5,)}
+    for signal, values in thresholds.items():
+        if signal in signals:
+            for t in values:
+                name = f"{'cascade' if signal == 'confidence' else signal}@{t}"
+                strategies[name] = [outcome(signal, r, sc >= t) for r, sc in zip(rows, signals[signal], strict=True)]
+    for signal, scores in signals.items():
+        for share in (0.3, 0.4, 0.5):
+            ups = top_share(scores, share)
+            strategies[f"{signal} top {share:.0%}"] = [
+                outcome(signal, r, up) for r, up in zip(rows, ups, strict=True)]
     base_acc = sum(ok for ok, _, _ in strategies["llm-only"]) / n
     base_cost = sum(c for _, _, c in strategies["llm-only"]) / n
-    print(f"{'flow':18s} {'accuracy':>8s} {'% of LLM':>8s} {'LLM calls':>9s} {'$/item':>10s} {'% LLM $':>8s}")
+    print(f"{'flow':30s} {'accuracy':>8s} {'% of LLM':>8s} {'LLM calls':>9s} {'$/item':>10s} {'% LLM $':>8s}")
     best: tuple[str, float, float] | None = None
+    closest: tuple[float, str, float, float] | None = None
     for name, outcomes in strategies.items():
         acc = sum(ok for ok, _, _ in outcomes) / n
         calls = sum(big for _, big, _ in outcomes) / n
         cost = sum(c for _, _, c in outcomes) / n
         rel_acc = acc / base_acc if base_acc else 0.0
         rel_cost = cost / base_cost if base_cost else 0.0
-        print(f"{name:18s} {acc:8.3f} {rel_acc:8.0%} {calls:9.2f} {cost:10.6f} {rel_cost:8.0%}")
-        if name.startswith(("cascade", "consistency")) and rel_acc >= 0.95 and rel_cost <= 0.5:
-            best = best or (name, rel_acc, rel_cost)
+        print(f"{name:30s} {acc:8.3f} {rel_acc:8.0%} {calls:9.2f} {cost:10.6f} {rel_cost:8.0%}")
+        if name in ("slm-only", "llm-only"):
+            continue
+        if rel_acc >= 0.95 and rel_cost <= 0.5 and (best is None or rel_cost < best[2]):
+            best = (name, rel_acc, rel_cost)
+        if rel_cost <= 0.5 and (closest is None or rel_acc > closest[0]):
+            closest = (rel_acc, name, rel_acc, rel_cost)
     slm_j = sum(energy.joules(r["slm_cpu"]) for r in rows) / n
     print(f"SLM energy (consistency, all samples): {slm_j:.0f} J = {slm_j / 3600:.3f} Wh per item; "
           f"samples per item {sum(r['consistency']['samples'] for r in rows) / n:.2f}")
-    good = [bool(r["draft_ok"]) for r in rows]
-    for label, scores in (("1 - mean token prob", [1 - (r["mean_prob"] or 0) for r in rows]),
-                          ("1 - agreement", [r["consistency"]["score"] for r in rows])):
-        value = auroc(scores, good)
-        shown = "n/a (one class)" if value is None else f"{value:.3f}"
-        print(f"AUROC of {label:20s} for 'SLM draft wrong': {shown}")
+    print("'top N%': the N% of items the signal scores highest go to the LLM (no labels used); "
+          "'learned': logistic regression over confidence, agreement and the draft's length "
+          "(+verifier: and the LLM judge's verdict), each item scored by a model trained on the "
+          "other folds (5)")
+    for label, scores in signals.items():
+        wrong_draft = auroc(scores, [bool(r["draft_ok"]) for r in rows])
+        wrong_major = auroc(scores, [bool(r["majority_ok"]) for r in rows])
+        shown = " ".join("n/a" if v is None else f"{v:.3f}" for v in (wrong_draft, wrong_major))
+        print(f"AUROC of {label:20s} for 'SLM draft wrong' / 'majority wrong': {shown}")
     if best:
         print(f"goal: met ({best[0]}: {best[1]:.0%} of LLM-only accuracy at {best[2]:.0%} of its cost; n={n})")
     else:
-        print(f"goal: missed (no cascade reaches >= 95% of LLM-only accuracy at <= 50% of its cost; n={n})")
+        near = f"; closest at <= 50% cost: {closest[1]} at {closest[2]:.0%} of its accuracy" if closest else ""
+        print(f"goal: missed (no cascade reaches >= 95% of LLM-only accuracy at <= 50% of its cost{near}; n={n})")
+
+
+def save(path: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Rewrite the cache (one JSON row per item) atomically."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in done.values()))
+    tmp.replace(path)
 
 
 def main() -> None:
@@ -213,20 +318,23 @@ def main() -> None:
     if not args.report_only:
         slm = compile_flow(load_flow(slm_spec(args.samples, args.max_tokens)))
         llm = compile_flow(load_flow(llm_spec(args.max_tokens)))
+        judge = compile_flow(load_flow(verifier_spec(args.max_tokens)))
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        with args.cache.open("a") as out:
-            for i, item in enumerate(items):
-                if item.id in done:
-                    continue
+        for i, item in enumerate(items):
+            row = done.get(item.id)
+            if row is not None and "verifier" in row:
+                continue
+            if row is None:
                 row = asyncio.run(run_item(slm, llm, item))
-                done[item.id] = row
-                out.write(json.dumps(row) + "\n")
-                out.flush()
-                print(f"[{i + 1}/{len(items)}] {item.id}: draft {row['draft_ok']:.0f} majority "
-                      f"{row['majority_ok']:.0f} llm {row['llm_ok']:.0f} agreement "
-                      f"{row['consistency']['agreement']:.2f} ({row['consistency']['samples']} samples) "
-                      f"slm {row['slm_wall']:.0f}s llm {row['llm_wall']:.0f}s load {row['load']:.1f}",
-                      flush=True)
+            # rows measured before the verifier signal was added get their verdict now
+            row["verifier"] = asyncio.run(verify(judge, item.question, row["draft"]))
+            done[item.id] = row
+            save(args.cache, done)
+            print(f"[{i + 1}/{len(items)}] {item.id}: draft {row['draft_ok']:.0f} majority "
+                  f"{row['majority_ok']:.0f} llm {row['llm_ok']:.0f} agreement "
+                  f"{row['consistency']['agreement']:.2f} ({row['consistency']['samples']} samples) "
+                  f"P(yes) {row['verifier']['p_yes']:.2f} slm {row['slm_wall']:.0f}s "
+                  f"llm {row['llm_wall']:.0f}s load {row['load']:.1f}", flush=True)
     rows = [done[item.id] for item in items if item.id in done]
     if not rows:
         print("no items measured yet")
