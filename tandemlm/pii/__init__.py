@@ -92,11 +92,22 @@ def spacy_model_name() -> str | None:
     Checks without importing spaCy."""
     configured = os.environ.get(SPACY_ENV, "").strip()
     if configured:
-        return configured if Path(configured).exists() or importlib.util.find_spec(configured) else None
+        return configured if Path(configured).exists() or _installed(configured) else None
     for name in SPACY_PACKAGES:
-        if importlib.util.find_spec(name) is not None:
+        if _installed(name):
             return name
     return None
+
+
+def _installed(name: str) -> bool:
+    """Whether ``name`` is an importable package; a path that does not exist (``a/b.c``: its
+    dots read as packages) or any other non-module name is not."""
+    if "/" in name or "\\" in name:
+        return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _engine() -> ModuleType:

@@ -208,6 +208,16 @@ def test_missing_spacy_model_fails_at_compile_with_the_fix(monkeypatch: pytest.M
     compile_flow(spec)  # rules only: no model needed
 
 
+@pytest.mark.parametrize("configured", ["/opt/a.b/no-such-model", "models/v1.2/en", "not.a.module"])
+def test_a_missing_spacy_model_path_with_dots_is_not_a_module(configured: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # a path's dots once made find_spec import '/opt/a' as a parent package (and raise)
+    monkeypatch.setenv("TANDEM_SPACY_MODEL", configured)
+    from tandemlm import pii
+
+    assert pii.spacy_model_name() is None
+
+
 @pytest.mark.slow
 def test_import_stays_light() -> None:
     code = ("import sys, tandemlm, tandemlm.pii, tandemlm.nodes.privacy\n"
