@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_line_error
 
 from tandemlm.stores import example_kb
 
@@ -20,12 +21,6 @@ def tandem(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "tandemlm.cli", *args],
         check=False, capture_output=True, text=True, env={**ENV, "TANDEM_HOME": str(cwd / "state")}, cwd=cwd, timeout=600,
     )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
 
 
 @pytest.mark.slow

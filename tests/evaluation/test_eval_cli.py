@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_line_error, tandem_in_process
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TANDEM_PROVIDER": "embedded"}
 
@@ -44,26 +45,8 @@ def in_process(
     *args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> subprocess.CompletedProcess[str]:
     """`tandem ARGS` through the same entry point, without a new interpreter (faster)."""
-    from tandemlm.cli import main
-
-    monkeypatch.chdir(cwd)
-    for key in ("HF_HUB_OFFLINE", "TANDEM_PROVIDER"):
-        monkeypatch.setenv(key, ENV[key])
-    monkeypatch.setattr(sys, "argv", ["tandem", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    env = {key: ENV[key] for key in ("HF_HUB_OFFLINE", "TANDEM_PROVIDER")}
+    return tandem_in_process(*args, cwd=cwd, env=env, monkeypatch=monkeypatch, capsys=capsys)
 
 
 @pytest.fixture(scope="module")

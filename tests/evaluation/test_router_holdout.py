@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_line_error, tandem_in_process
 
 from tandemlm.errors import TandemError
 from tandemlm.evaluation.datasets import EvalItem
@@ -78,27 +78,9 @@ def write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
 def tandem(
     *args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> subprocess.CompletedProcess[str]:
-    """`tandem ARGS` through the CLI's entry point, in this process."""
-    from tandemlm.cli import main
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("TANDEM_HOME", str(cwd / ".tandem"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["tandem", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    """`tandem ARGS` in this process, with its state under ``cwd``."""
+    env = {"TANDEM_HOME": str(cwd / ".tandem"), "HF_HUB_OFFLINE": "1"}
+    return tandem_in_process(*args, cwd=cwd, env=env, monkeypatch=monkeypatch, capsys=capsys)
 
 
 def test_round_trip_scores_only_items_the_router_was_not_trained_on(

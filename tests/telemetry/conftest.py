@@ -87,34 +87,14 @@ class ViewerStore:
 
 
 def _tokens_node() -> type:
-    from typing import Any
+    from fake_nodes import token_level_node
 
-    from tandemlm.core.node import Node, NodeCall, Port
     from tandemlm.telemetry import attributes as A
 
-    class ViewerTokens(Node):
-        """A token-level node as the engines report: work done outside call.chat."""
-
-        type_name = "viewer_tokens"
-        model: str
-
-        def model_refs(self) -> dict[str, str]:
-            return {"model": self.model}
-
-        def inputs(self) -> dict[str, Any]:
-            return {"input": str}
-
-        def outputs(self) -> dict[str, Port]:
-            return {"answer": Port(str)}
-
-        async def run(self, state: Any, call: NodeCall) -> dict[str, Any]:
-            call.record_model_use(self.model, input_tokens=12, output_tokens=8, seconds=0.01, attributes={
-                A.TOKENS_ROLE: "draft", A.TOKENS_DRAFTED: 8, A.TOKENS_ACCEPTED: 6,
-                A.TOKENS_ACCEPTANCE_RATE: 0.75, A.TOKENS_ROUNDS: 2,
-            })
-            return {"answer": "drafted"}
-
-    return ViewerTokens
+    return token_level_node("viewer_tokens", "answer", input_tokens=12, output_tokens=8, attributes={
+        A.TOKENS_ROLE: "draft", A.TOKENS_DRAFTED: 8, A.TOKENS_ACCEPTED: 6,
+        A.TOKENS_ACCEPTANCE_RATE: 0.75, A.TOKENS_ROUNDS: 2,
+    })
 
 
 async def _fill_viewer(path: Path) -> ViewerStore:

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_nodes import token_level_node
 from typer.testing import CliRunner
 
 from tandemlm import Flow
 from tandemlm.cli import app
-from tandemlm.core.node import Node, NodeCall, Port
 from tandemlm.flows import register_node
 from tandemlm.models.fakes import KeyedChatModel
 from tandemlm.models.prices import DEFAULT_ENERGY, EnergyPrices, energy_text
@@ -27,24 +27,7 @@ DRAFT_J_PER_TOKEN = 18.0
 GRID = 100.0  # g CO2e per kWh, set in the test's tandem.toml
 
 
-class EnergyTokens(Node):
-    """A token-level node: model work reported with record_model_use, not call.chat."""
-
-    type_name = "energy_tokens"
-    model: str
-
-    def model_refs(self) -> dict[str, str]:
-        return {"model": self.model}
-
-    def inputs(self) -> dict[str, Any]:
-        return {"input": str}
-
-    def outputs(self) -> dict[str, Port]:
-        return {"notes": Port(str)}
-
-    async def run(self, state: Any, call: NodeCall) -> dict[str, Any]:
-        call.record_model_use(self.model, input_tokens=30, output_tokens=10, seconds=0.01)
-        return {"notes": "drafted"}
+EnergyTokens = token_level_node("energy_tokens", "notes", input_tokens=30, output_tokens=10)
 
 
 @pytest.fixture
