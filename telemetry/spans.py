@@ -32,6 +32,33 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
 
 _HUB: Any = None  # tandemlm's processor hub once attached (set by telemetry.setup)
 _IDLE_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_PROVIDER: Any = None  # the global provider once set (OpenTelemetry sets it only once)
+
+
+def _provider() -> Any:
+    global _PROVIDER
+    if _PROVIDER is not None:
+        return _PROVIDER
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, _IDLE_PROVIDERS):
+        _PROVIDER = provider
+    return provider
+
+
+def _route() -> Any:
+    """``None``: nobody records spans; ``False``: spans go through the SDK tracer; else the
+    :class:`~tandemlm.telemetry.light.Target` light spans go to."""
+    provider = _provider()
+    if isinstance(provider, _IDLE_PROVIDERS):
+        return None
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if processors is None:  # a provider of another kind: assume it records
+        return False
+    if not any(p is not _HUB or p.processors for p in processors):
+        return None
+    from tandemlm.telemetry.light import target
+
+    return target(provider, processors, _HUB) or False
 
 
 def tracing_active() -> bool:
@@ -41,17 +68,27 @@ def tracing_active() -> bool:
     exporter attached (after ``enable_tracing(...).close()``): then node and model-call
     spans are skipped entirely, which keeps untraced runs close to raw LangGraph.
     """
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, _IDLE_PROVIDERS):
-        return False
-    active = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
-    if active is None:  # a provider of another kind: assume it records
-        return True
-    return any(p is not _HUB or p.processors for p in active)
+    return _route() is not None
+
+
+def start_span(name: str, attributes: dict[str, Any] | None = None,
+               start_time: int | None = None) -> Span:
+    """A span (not made current), child of the current one: a light span
+    (:mod:`tandemlm.telemetry.light`) where the SDK's processors allow it, else the SDK's;
+    the invalid span when nobody records spans. The caller ends it."""
+    route = _route()
+    if route is None:
+        return trace.INVALID_SPAN
+    if route is False:
+        return tracer().start_span(name, attributes=_clean(attributes) if attributes else None,
+                                   start_time=start_time)
+    from tandemlm.telemetry.light import start
+
+    return start(route, name, attributes, start_time)
 
 
 class span:  # used like a function: ``with span(name, attrs) as current:``
-    """A span that records an exception as an error status and re-raises it.
+    """A span made current for the block; an exception sets an error status and re-raises.
 
     When nothing records spans (:func:`tracing_active`), yields a non-recording span
     without touching the OpenTelemetry context. A plain class rather than a generator
@@ -66,14 +103,10 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
         self._token: Any = None
 
     def __enter__(self) -> Span:
-        if not tracing_active():
-            self._span: Span = trace.INVALID_SPAN
-            return self._span
-        self._span = tracer().start_span(
-            self._name, attributes=_clean(self._attributes) if self._attributes else None
-        )
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        return self._span
+        self._span = current = start_span(self._name, self._attributes)
+        if current is not trace.INVALID_SPAN:
+            self._token = otel_context.attach(trace.set_span_in_context(current))
+        return current
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -81,7 +114,7 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
             return
         current = self._span
         try:
-            if exc is not None:
+            if exc is not None and current.is_recording():
                 current.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
                 current.set_attribute(A.ERROR_TYPE, type(exc).__name__)
                 current.record_exception(exc)

@@ -79,10 +79,12 @@ def _attributes_of(item: Any) -> Mapping[str, Any]:
     """A finished SDK span's attributes without copying them (``ReadableSpan.attributes``
     wraps them in a read-only proxy that iterates key by key; JSON encoding needs no copy)."""
     raw = getattr(item, "_attributes", None)
+    if type(raw) is dict:  # a light span's (tandemlm.telemetry.light): already clean
+        return raw
     inner = getattr(raw, "_dict", None)
     if isinstance(inner, dict):
         return inner
-    return item.attributes or {}
+    return dict(item.attributes or {})
 
 
 def row_from_span(span: ReadableSpan) -> SpanRow:

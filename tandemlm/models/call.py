@@ -15,7 +15,7 @@ from tandemlm.routing.load import busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import add_event, set_attributes, span, tracing_active
+from tandemlm.telemetry.spans import add_event, set_attributes, span, start_span, tracing_active
 
 if TYPE_CHECKING:
     from tandemlm.core.node import NodeCall
@@ -288,8 +288,6 @@ def record_model_use(
     and budget totals on the node's recorder scope. ``cpu_seconds``: process CPU time the
     work used (priced by energy, see :meth:`~tandemlm.models.spec.ModelSpec.energy`).
     """
-    from tandemlm.telemetry.spans import tracer
-
     entry = call.context.models.entry(model)
     spec = entry.spec
     joules, energy_cost = spec.energy(cpu_seconds, input_tokens + output_tokens)
@@ -302,7 +300,7 @@ def record_model_use(
     provider, request_model = entry.provider, entry.request_model
     if tracing_active():
         safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
-               cost, joules, seconds, started_ns, finish_reason, attributes, tracer())
+               cost, joules, seconds, started_ns, finish_reason, attributes)
     safely(
         metrics.record_call,
         flow=call.context.flow, model=model, provider=provider, request_model=request_model,
@@ -313,7 +311,7 @@ def record_model_use(
 def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_model: str,
               input_tokens: int, output_tokens: int, cost: float, joules: float, seconds: float,
               started_ns: int | None, finish_reason: str | None,
-              attributes: Mapping[str, Any] | None, tracer: Any) -> None:
+              attributes: Mapping[str, Any] | None) -> None:
     end_ns = time.time_ns()
     start_ns = started_ns if started_ns is not None else end_ns - int(seconds * 1e9)
     attrs = {
@@ -332,8 +330,7 @@ def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_mode
         A.ENERGY_JOULES: joules or None,
         **(attributes or {}),
     }
-    current = tracer.start_span(f"chat {request_model}", start_time=start_ns,
-                                attributes={k: v for k, v in attrs.items() if v is not None})
+    current = start_span(f"chat {request_model}", attrs, start_time=start_ns)
     try:
         if current.is_recording():
             _record_hops(call, model, spec.local, current)

@@ -1,0 +1,226 @@
+"""Light spans: tandemlm builds its own spans and hands them, finished, to the SDK's processors.
+
+The OpenTelemetry SDK builds every span with a lock, a sampler call and bounded attribute
+maps that clean each value one by one; for the two spans tandemlm records per node that
+was most of tracing's cost. Where nothing can tell the difference, tandemlm records its
+spans itself and gives each finished span (a real SDK ``ReadableSpan``) to the provider's
+span processors, which export it like any other span (the local store, OTLP, the console).
+That is the case when
+
+- the global tracer provider is the SDK's ``TracerProvider`` with the default sampler
+  (``parentbased_always_on``, or ``always_on``) and no attribute length limit, and
+- no span processor looks at span starts: ``BatchSpanProcessor``, ``SimpleSpanProcessor``,
+  tandemlm's processor hub holding only such processors, or any processor that does not
+  override ``on_start``.
+
+Otherwise :func:`target` returns ``None`` and spans go through the SDK tracer as before. A
+light span is an ``opentelemetry.trace.Span``, so spans other libraries start inside it
+(an HTTP client's, LangChain instrumentation's) get it as their parent.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util import types
+
+try:  # the SDK's own value cleaning (sequences -> tuples, other objects -> str)
+    from opentelemetry.attributes import _clean_attribute_value as _sdk_clean
+except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can show
+    def _sdk_clean(value: Any, max_len: int | None) -> Any:  # type: ignore[misc]
+        return tuple(value) if isinstance(value, (list, tuple)) else str(value)
+
+_PLAIN = (str, int, float, bool)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
+def clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Valid OpenTelemetry attribute values: ``None`` dropped, lists as tuples, other
+    objects as strings (what the SDK does, without its per-value locking)."""
+    out: dict[str, Any] = {}
+    if not attributes:
+        return out
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if type(value) in _PLAIN:
+            out[key] = value
+        else:
+            value = _sdk_clean(value, None)
+            if value is not None:
+                out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where light spans go: the provider's span processors, with its resource and ids."""
+
+    processor: Any
+    resource: Any
+    scope: InstrumentationScope
+    ids: Any
+    parent_based: bool
+    max_attributes: int | None
+    max_events: int | None
+
+
+_NO_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
+_NO_ENDING = frozenset({
+    getattr(SpanProcessor, "_on_ending", None), getattr(BatchSpanProcessor, "_on_ending", None),
+    getattr(SimpleSpanProcessor, "_on_ending", None),
+}) - {None}
+_cache: tuple[Any, Any, Any, Target | None] = (None, None, None, None)
+
+
+def _ignores_starts(processor: Any, hub: Any) -> bool:
+    if processor is hub:
+        return all(_ignores_starts(p, None) for p in hub.processors)
+    kind = type(processor)
+    return kind.on_start in _NO_START and getattr(kind, "_on_ending", None) in _NO_ENDING | {None}
+
+
+def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | None:
+    """Where light spans go for ``provider`` (its active processors ``processors``, and
+    tandemlm's ``hub``), or ``None`` when spans must go through the SDK tracer."""
+    global _cache
+    hub_processors = hub.processors if hub is not None else None
+    if _cache[0] is provider and _cache[1] is processors and _cache[2] is hub_processors:
+        return _cache[3]
+    found: Target | None = None
+    limits = getattr(provider, "_span_limits", None)
+    sampler = getattr(provider, "sampler", None)
+    if (
+        type(provider) is TracerProvider
+        and sampler in (sampling.DEFAULT_ON, sampling.ALWAYS_ON)
+        and limits is not None
+        and getattr(limits, "max_span_attribute_length", None) is None
+        and getattr(limits, "max_attribute_length", None) is None
+        and all(_ignores_starts(p, hub) for p in processors)
+    ):
+        found = Target(
+            processor=provider._active_span_processor,
+            resource=provider.resource,
+            scope=InstrumentationScope("tandemlm"),
+            ids=provider.id_generator,
+            parent_based=sampler is sampling.DEFAULT_ON,
+            max_attributes=getattr(limits, "max_span_attributes", None),
+            max_events=getattr(limits, "max_events", None),
+        )
+    _cache = (provider, processors, hub_processors, found)
+    return found
+
+
+class LightSpan(trace.Span):
+    """A recording span whose finished form goes straight to the span processors."""
+
+    __slots__ = ("_attributes", "_context", "_ended", "_events", "_name", "_parent", "_start",
+                 "_status", "_target")
+
+    def __init__(self, target: Target, name: str, context: SpanContext, parent: SpanContext | None,
+                 attributes: Mapping[str, Any] | None, start_time: int | None = None) -> None:
+        self._target = target
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._attributes = clean(attributes)
+        self._events: list[Event] = []
+        self._status = _UNSET
+        self._start = start_time if start_time is not None else time.time_ns()
+        self._ended = False
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._attributes)
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return not self._ended
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if not self._ended and value is not None:
+            self._attributes.update(clean({key: value}))
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        if not self._ended:
+            self._attributes.update(clean(attributes))
+
+    def add_event(self, name: str, attributes: types.Attributes = None,
+                  timestamp: int | None = None) -> None:
+        limit = self._target.max_events
+        if not self._ended and (limit is None or len(self._events) < limit):
+            self._events.append(Event(name, clean(attributes), timestamp or time.time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        """Links are not recorded on light spans (tandemlm records none)."""
+
+    def update_name(self, name: str) -> None:
+        if not self._ended:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._ended or self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
+        if status.status_code is not StatusCode.UNSET:
+            self._status = status
+
+    def record_exception(self, exception: BaseException, attributes: types.Attributes = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        kind = type(exception)
+        module = kind.__module__
+        self.add_event("exception", {
+            "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins"
+            else kind.__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+            **(attributes or {}),
+        }, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        target = self._target
+        attributes = self._attributes
+        limit = target.max_attributes
+        if limit is not None and len(attributes) > limit:
+            attributes = dict(list(attributes.items())[:limit])
+        target.processor.on_end(ReadableSpan(
+            self._name, self._context, self._parent, target.resource, attributes,
+            self._events, (), SpanKind.INTERNAL, None, self._status, self._start,
+            end_time if end_time is not None else time.time_ns(), target.scope,
+        ))
+
+
+def start(target: Target, name: str, attributes: Mapping[str, Any] | None = None,
+          start_time: int | None = None) -> trace.Span:
+    """A light span, child of the current span (a non-recording one when the parent was
+    not sampled, as the SDK's parent-based sampler decides)."""
+    parent = trace.get_current_span().get_span_context()
+    ids = target.ids
+    if parent.is_valid:
+        span_context = SpanContext(parent.trace_id, ids.generate_span_id(), False,
+                                   _SAMPLED, parent.trace_state)
+        if target.parent_based and not parent.trace_flags.sampled:
+            return trace.NonRecordingSpan(SpanContext(
+                parent.trace_id, span_context.span_id, False, parent.trace_flags, parent.trace_state))
+        return LightSpan(target, name, span_context, parent, attributes, start_time)
+    span_context = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, _SAMPLED)
+    return LightSpan(target, name, span_context, None, attributes, start_time)
+
