@@ -37,7 +37,7 @@ from opentelemetry.util import types
 try:  # the SDK's own value cleaning (sequences -> tuples, other objects -> str)
     from opentelemetry.attributes import _clean_attribute_value as _sdk_clean
 except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can show
-    def _sdk_clean(value: Any, max_len: int | None) -> Any:  # type: ignore[misc]
+    def _sdk_clean(value: Any, max_len: int | None) -> Any:  # type: ignore[no-redef]
         return tuple(value) if isinstance(value, (list, tuple)) else str(value)
 
 _PLAIN = (str, int, float, bool)
