@@ -94,7 +94,8 @@ class RunResult:
 def _wrap(name: str, node: Node, type_name: str) -> Any:
     declared = frozenset(node.writes())
     reads = frozenset(node.reads())
-    attrs = {A.NODE: name, A.NODE_TYPE: type_name}
+    span_name = f"node {name}"
+    attrs_by_flow: dict[str, dict[str, Any]] = {}  # the node span's attributes (read-only)
 
     async def run_node(state: dict[str, Any], runtime: Runtime[TandemContext]) -> dict[str, Any]:
         context = runtime.context
@@ -102,7 +103,11 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
         held = context.extras.get(RUN_SCOPES)
         if held is not None and held[0] is context:  # a sub-flow's nodes roll up into their node
             held[1].append(scope)
-        with span(f"node {name}", {**attrs, A.FLOW: context.flow}) as current:
+        attrs = attrs_by_flow.get(context.flow)
+        if attrs is None:
+            attrs = attrs_by_flow.setdefault(
+                context.flow, {A.NODE: name, A.NODE_TYPE: type_name, A.FLOW: context.flow})
+        with span(span_name, attrs) as current:
             try:
                 result = await node.run(state, NodeCall(name, context, scope))
             except BudgetExceededError as exc:

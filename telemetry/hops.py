@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from tandemlm.core.ledger import producer_of
+from tandemlm.core.ledger import writers
 
 SKIP_FIELDS = frozenset({"messages"})
 
 
-@dataclass(frozen=True)
-class HopInput:
+class HopInput(NamedTuple):
     """One earlier output that feeds a model call."""
 
     field: str
@@ -58,9 +56,10 @@ def hop_inputs(state: Mapping[str, Any], fields: Iterable[str]) -> list[HopInput
     wanted = sorted(f for f in fields if f not in SKIP_FIELDS)
     if not wanted or not state.get("ledger"):
         return []
+    producers = writers(state, wanted)
     out = []
     for name in wanted:
-        step = producer_of(state, name)
+        step = producers.get(name)
         value = state.get(name)
         if step is None or value is None:
             continue

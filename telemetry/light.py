@@ -20,11 +20,11 @@ light span is an ``opentelemetry.trace.Span``, so spans other libraries start in
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can s
     def _sdk_clean(value: Any, max_len: int | None) -> Any:  # type: ignore[no-redef]
         return tuple(value) if isinstance(value, (list, tuple)) else str(value)
 
+log = logging.getLogger("tandemlm.telemetry")
 _PLAIN = (str, int, float, bool)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
@@ -67,7 +68,7 @@ def clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 class Target:
     """Where light spans go: the provider's span processors, with its resource and ids."""
 
-    processor: Any
+    sinks: tuple[Any, ...]  # the ``on_end`` of every processor (the hub's, flattened)
     resource: Any
     scope: InstrumentationScope
     ids: Any
@@ -109,8 +110,9 @@ def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | Non
         and getattr(limits, "max_attribute_length", None) is None
         and all(_ignores_starts(p, hub) for p in processors)
     ):
+        flat = [q for p in processors for q in (hub.processors if p is hub else (p,))]
         found = Target(
-            processor=provider._active_span_processor,
+            sinks=tuple(p.on_end for p in flat),
             resource=provider.resource,
             scope=InstrumentationScope("tandemlm"),
             ids=provider.id_generator,
@@ -122,57 +124,57 @@ def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | Non
     return found
 
 
-class LightSpan(trace.Span):
-    """A recording span whose finished form goes straight to the span processors."""
-
-    __slots__ = ("_attributes", "_context", "_ended", "_events", "_name", "_parent", "_start",
-                 "_status", "_target")
+class LightSpan(trace.Span, ReadableSpan):
+    """A recording span that, once ended, is its own finished form (a ``ReadableSpan``)
+    handed straight to the span processors."""
 
     def __init__(self, target: Target, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: Mapping[str, Any] | None, start_time: int | None = None) -> None:
+        # the fields ReadableSpan reads, set directly (its __init__ would build a Resource)
         self._target = target
         self._name = name
         self._context = context
         self._parent = parent
-        self._attributes = clean(attributes)
+        self._kind = SpanKind.INTERNAL
+        self._instrumentation_info = None
+        self._instrumentation_scope = target.scope
+        self._resource = target.resource
+        self._attributes: dict[str, Any] = clean(attributes)
         self._events: list[Event] = []
+        self._links = ()
         self._status = _UNSET
-        self._start = start_time if start_time is not None else time.time_ns()
-        self._ended = False
-
-    @property
-    def attributes(self) -> Mapping[str, Any]:
-        return MappingProxyType(self._attributes)
+        self._start_time = start_time if start_time is not None else time.time_ns()
+        self._end_time: int | None = None
 
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self._context  # type: ignore[return-value]  # always set on a light span
 
     def is_recording(self) -> bool:
-        return not self._ended
+        return self._end_time is None
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        if not self._ended and value is not None:
-            self._attributes.update(clean({key: value}))
+        if self._end_time is None and value is not None:
+            self._attributes[key] = value if type(value) in _PLAIN else _sdk_clean(value, None)
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
-        if not self._ended:
+        if self._end_time is None:
             self._attributes.update(clean(attributes))
 
     def add_event(self, name: str, attributes: types.Attributes = None,
                   timestamp: int | None = None) -> None:
         limit = self._target.max_events
-        if not self._ended and (limit is None or len(self._events) < limit):
+        if self._end_time is None and (limit is None or len(self._events) < limit):
             self._events.append(Event(name, clean(attributes), timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         """Links are not recorded on light spans (tandemlm records none)."""
 
     def update_name(self, name: str) -> None:
-        if not self._ended:
+        if self._end_time is None:
             self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._ended or self._status.status_code is StatusCode.OK:
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
             return
         if isinstance(status, StatusCode):
             status = Status(status, description)
@@ -193,19 +195,17 @@ class LightSpan(trace.Span):
         }, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._ended:
+        if self._end_time is not None:
             return
-        self._ended = True
-        target = self._target
-        attributes = self._attributes
-        limit = target.max_attributes
-        if limit is not None and len(attributes) > limit:
-            attributes = dict(list(attributes.items())[:limit])
-        target.processor.on_end(ReadableSpan(
-            self._name, self._context, self._parent, target.resource, attributes,
-            self._events, (), SpanKind.INTERNAL, None, self._status, self._start,
-            end_time if end_time is not None else time.time_ns(), target.scope,
-        ))
+        self._end_time = end_time if end_time is not None else time.time_ns()
+        limit = self._target.max_attributes
+        if limit is not None and len(self._attributes) > limit:
+            self._attributes = dict(list(self._attributes.items())[:limit])
+        for sink in self._target.sinks:
+            try:
+                sink(self)
+            except Exception:  # a processor must never fail a flow
+                log.exception("span processor %r failed on_end", getattr(sink, "__self__", sink))
 
 
 def start(target: Target, name: str, attributes: Mapping[str, Any] | None = None,

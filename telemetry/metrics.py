@@ -20,10 +20,16 @@ from opentelemetry import metrics
 
 from tandemlm.telemetry import attributes as A
 
+_ACTIVE = False  # an SDK meter provider was found (the global one is set only once)
+
 
 def metrics_active() -> bool:
     """Whether an SDK meter provider is installed (else recording is skipped: no-op)."""
-    return type(metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+    global _ACTIVE
+    if not _ACTIVE:
+        kind = type(metrics.get_meter_provider()).__name__
+        _ACTIVE = kind not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+    return _ACTIVE
 
 
 @lru_cache(maxsize=1)

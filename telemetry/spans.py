@@ -45,20 +45,33 @@ def _provider() -> Any:
     return provider
 
 
+_ROUTE: tuple[Any, Any, Any, Any] = (None, None, None, None)  # (provider, processors, hub's, route)
+
+
 def _route() -> Any:
     """``None``: nobody records spans; ``False``: spans go through the SDK tracer; else the
-    :class:`~tandemlm.telemetry.light.Target` light spans go to."""
-    provider = _provider()
-    if isinstance(provider, _IDLE_PROVIDERS):
-        return None
+    :class:`~tandemlm.telemetry.light.Target` light spans go to. Asked several times per
+    node, so it is worked out again only when the provider or its processors change."""
+    global _ROUTE
+    provider = _PROVIDER if _PROVIDER is not None else _provider()
     processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
-    if processors is None:  # a provider of another kind: assume it records
-        return False
-    if not any(p is not _HUB or p.processors for p in processors):
-        return None
-    from tandemlm.telemetry.light import target
+    hub_processors = _HUB.processors if _HUB is not None else None
+    cached = _ROUTE
+    if cached[0] is provider and cached[1] is processors and cached[2] is hub_processors:
+        return cached[3]
+    route: Any
+    if isinstance(provider, _IDLE_PROVIDERS):
+        route = None
+    elif processors is None:  # a provider of another kind: assume it records
+        route = False
+    elif not any(p is not _HUB or p.processors for p in processors):
+        route = None
+    else:
+        from tandemlm.telemetry.light import target
 
-    return target(provider, processors, _HUB) or False
+        route = target(provider, processors, _HUB) or False
+    _ROUTE = (provider, processors, hub_processors, route)
+    return route
 
 
 def tracing_active() -> bool:
@@ -124,12 +137,17 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
 
 
 def set_attributes(current: Span, attributes: dict[str, Any]) -> None:
-    current.set_attributes(_clean(attributes))
+    """Set attributes, dropping ``None`` values (a light span drops them itself)."""
+    current.set_attributes(attributes if _is_light(current) else _clean(attributes))
 
 
 def add_event(current: Span, name: str, attributes: dict[str, Any]) -> None:
     """Add a span event, dropping ``None`` attribute values."""
-    current.add_event(name, _clean(attributes))
+    current.add_event(name, attributes if _is_light(current) else _clean(attributes))
+
+
+def _is_light(current: Span) -> bool:
+    return type(current).__name__ == "LightSpan"
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
 from tandemlm._sqlite import connect, transaction
 from tandemlm.models.prices import wh
@@ -114,7 +114,49 @@ def row_from_span(span: ReadableSpan) -> SpanRow:
     }
 
 
-def _llm_called(attrs: dict[str, Any]) -> bool | None:
+_KINDS = {kind: kind.name.lower() for kind in SpanKind}
+_STATUSES = {code: code.name.lower() for code in StatusCode}
+# a span as store rows: the spans-table row and, for a root span, the runs-table row
+EncodedSpan = tuple[tuple[Any, ...], "tuple[Any, ...] | None"]
+
+
+def _mapping(attributes: Any) -> Mapping[str, Any]:
+    """Attributes as a mapping JSON can encode, without a copy where possible."""
+    if type(attributes) is dict:
+        return attributes
+    return _plain(attributes)
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan:
+    """The store rows of a finished span (built straight from the span, no copies)."""
+    ctx = span.context
+    parent = span.parent
+    start = span.start_time or 0
+    end = span.end_time or start
+    status = span.status
+    attributes = _attributes_of(span)
+    events = span.events
+    resource = "{}" if parent or not span.resource else _json(_plain(span.resource.attributes))
+    trace_id = f"{ctx.trace_id:032x}"
+    row = (
+        trace_id, f"{ctx.span_id:016x}", f"{parent.span_id:016x}" if parent else None, span.name,
+        _KINDS.get(span.kind) or str(span.kind), start, end,
+        _STATUSES.get(status.status_code) or str(status.status_code), status.description or "",
+        _json(attributes),
+        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _mapping(e.attributes)}
+               for e in events]) if events else "[]",
+        resource,
+    )
+    if parent is not None:
+        return row, None
+    return row, _run_row({
+        "trace_id": trace_id, "name": span.name, "start_ns": start, "end_ns": end,
+        "status": row[7], "attributes": attributes,
+        "resource": _mapping(span.resource.attributes) if span.resource else {},
+    })
+
+
+def _llm_called(attrs: Mapping[str, Any]) -> bool | None:
     """The run span's escalation flag (``tandem.run.llm_called``, from the run's ledger).
 
     Spans from older versions or other processes without the flag fall back on
@@ -194,33 +236,20 @@ class TraceStore:
                 self._writer = None
 
     def add_spans(self, spans: Sequence[ReadableSpan]) -> int:
-        """Insert SDK spans (the exporter's hot path: rows built straight from the spans,
-        one connection kept for this store's writes)."""
-        span_rows = []
-        roots = []
-        for item in spans:
-            ctx = item.context
-            parent = item.parent
-            start = item.start_time or 0
-            span_rows.append((
-                f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}",
-                f"{parent.span_id:016x}" if parent else None, item.name,
-                item.kind.name.lower(), start, item.end_time or start,
-                item.status.status_code.name.lower(), item.status.description or "",
-                _json(_attributes_of(item)),
-                _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
-                       for e in item.events]) if item.events else "[]",
-                "{}" if parent or not item.resource else _json(_plain(item.resource.attributes)),
-            ))
-            if parent is None:
-                roots.append(_run_row(row_from_span(item)))
+        """Insert SDK spans (replacing same ids); root spans also update the runs table."""
+        rows = [encode_span(item) for item in spans]
+        return self.add_rows(rows)
+
+    def add_rows(self, rows: Sequence[EncodedSpan]) -> int:
+        """Insert spans encoded by :func:`encode_span` in one transaction, over one
+        connection kept for this store's writes."""
         with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
             with transaction(self._writer):
-                self._writer.executemany(_INSERT_SPAN, span_rows)
-                self._writer.executemany(_INSERT_RUN, roots)
-        return len(span_rows)
+                self._writer.executemany(_INSERT_SPAN, [span for span, _ in rows])
+                self._writer.executemany(_INSERT_RUN, [run for _, run in rows if run is not None])
+        return len(rows)
 
     def add(self, rows: Iterable[SpanRow]) -> int:
         """Insert spans (replacing same ids); root spans also update the runs table."""
@@ -379,3 +408,4 @@ class SQLiteSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+

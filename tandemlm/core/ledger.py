@@ -189,11 +189,23 @@ def meta_of(state: Mapping[str, Any], field: str) -> dict[str, Any]:
 
 
 def producer_of(state: Mapping[str, Any], field: str) -> dict[str, Any] | None:
-    """The ledger entry of the latest node that wrote ``field``."""
-    for entry in reversed(state.get(LEDGER) or []):
-        if field in (entry.get("outputs") or ()):
-            return dict(entry)
-    return None
+    """The ledger entry of the latest node that wrote ``field`` (a copy)."""
+    found = writers(state, (field,)).get(field)
+    return dict(found) if found is not None else None
+
+
+def writers(state: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    """The ledger entry of the latest writer of each of ``fields`` that was written, in one
+    pass from the end (the entries themselves, not copies: read them, do not change them)."""
+    wanted = set(fields)
+    out: dict[str, Mapping[str, Any]] = {}
+    for entry in reversed(state.get(LEDGER) or ()):
+        for name in entry.get("outputs") or ():
+            if name in wanted and name not in out:
+                out[name] = entry
+        if len(out) == len(wanted):
+            break
+    return out
 
 
 def decision_of(state: Mapping[str, Any], node: str) -> dict[str, Any]:

@@ -112,18 +112,9 @@ async def call_model(
     provider, request_model = entry.provider, entry.request_model
     attrs = None
     if tracing_active():  # attributes are built only when someone records them
-        attrs = {
-            A.GEN_AI_OPERATION: "chat",
-            A.GEN_AI_PROVIDER: provider,
-            A.GEN_AI_REQUEST_MODEL: request_model,
-            A.GEN_AI_TEMPERATURE: spec.params.temperature,
-            A.GEN_AI_MAX_TOKENS: kwargs.get("max_tokens", spec.params.max_tokens),
-            A.MODEL: model,
-            A.MODEL_LOCAL: spec.local,
-            A.MODEL_ROLE: spec.role,
-            A.NODE: call.name,
-            A.FLOW: call.context.flow,
-        }
+        attrs = {**entry.chat_attributes, A.NODE: call.name, A.FLOW: call.context.flow}
+        if "max_tokens" in kwargs:
+            attrs[A.GEN_AI_MAX_TOKENS] = kwargs["max_tokens"]
     options = dict(kwargs)
     if logprobs:
         options["logprobs"] = True
@@ -216,7 +207,7 @@ def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> No
         from_local = True  # a node without a model ran here, in this process
         if source.model:
             try:
-                from_local = pool.spec(source.model).local
+                from_local = pool.entry(source.model).spec.local
             except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
                 from_local = True
         add_event(
@@ -315,12 +306,9 @@ def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_mode
     end_ns = time.time_ns()
     start_ns = started_ns if started_ns is not None else end_ns - int(seconds * 1e9)
     attrs = {
-        A.GEN_AI_OPERATION: "chat",
-        A.GEN_AI_PROVIDER: provider,
-        A.GEN_AI_REQUEST_MODEL: request_model,
-        A.MODEL: model,
-        A.MODEL_LOCAL: spec.local,
-        A.MODEL_ROLE: spec.role,
+        **call.context.models.entry(model).chat_attributes,
+        A.GEN_AI_TEMPERATURE: None,  # token-level engines decode with their own settings
+        A.GEN_AI_MAX_TOKENS: None,
         A.NODE: call.name,
         A.FLOW: call.context.flow,
         A.GEN_AI_INPUT_TOKENS: input_tokens,

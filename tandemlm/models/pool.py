@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -24,6 +25,8 @@ class PoolEntry:
     provider: str  # for spans: the spec's provider, else the chat model's own type
     request_model: str  # the provider's model id, else the chat model's, else the name
     large: bool  # counts as the large model (see tandemlm.core.ledger.is_large_model)
+    chat_attributes: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The attributes every ``chat`` span of this model carries (provider, model, role...)."""
 
 
 class ModelPool:
@@ -82,8 +85,19 @@ class ModelPool:
             if label == "auto":
                 label = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
             request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
-            found = PoolEntry(name, spec, chat, label, str(request or name),
-                              is_large_model(spec.role, spec.local, name))
+            from tandemlm.telemetry import attributes as A
+
+            request = str(request or name)
+            found = PoolEntry(name, spec, chat, label, request, is_large_model(spec.role, spec.local, name), {
+                A.GEN_AI_OPERATION: "chat",
+                A.GEN_AI_PROVIDER: label,
+                A.GEN_AI_REQUEST_MODEL: request,
+                A.GEN_AI_TEMPERATURE: spec.params.temperature,
+                A.GEN_AI_MAX_TOKENS: spec.params.max_tokens,
+                A.MODEL: name,
+                A.MODEL_LOCAL: spec.local,
+                A.MODEL_ROLE: spec.role,
+            })
             self._entries[name] = found
         return found
 
