@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from tandemlm._json import dumps
 from tandemlm.core import ledger
 from tandemlm.telemetry import attributes as A
 
@@ -70,7 +71,7 @@ def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], es
         A.RUN_ESCALATIONS: escalations,
         A.RUN_ANSWERED_BY: ledger.answered_by(steps),
         A.RUN_DEGRADED: ledger.degraded(steps),
-        A.RUN_USAGE: json.dumps(usage, separators=(",", ":")),
+        A.RUN_USAGE: dumps(usage),
     }
 
 

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
+from tandemlm._json import dumps
 from tandemlm._sqlite import connect, transaction
 from tandemlm.models.prices import wh
 from tandemlm.telemetry import attributes as A
@@ -64,8 +65,7 @@ _ADDED_COLUMNS = (
 )
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
-_json = _ENCODER.encode  # tuples (OTel array attributes) encode as JSON lists
+_json = dumps  # tuples (OTel array attributes) encode as JSON lists
 
 
 def _plain(attributes: Any) -> dict[str, Any]:
