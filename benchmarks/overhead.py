@@ -32,7 +32,10 @@ from tandemlm.telemetry import enable_tracing
 
 
 def fake() -> KeyedChatModel:
-    return KeyedChatModel(replies={".": "ok"})
+    # record_calls=False: the test double would otherwise keep every call's messages, a
+    # heap growing through the benchmark that makes each garbage collection slower, and
+    # so penalises whichever variant allocates more (no real chat model keeps its calls)
+    return KeyedChatModel(replies={".": "ok"}, record_calls=False)
 
 
 async def plain_loop(model: KeyedChatModel, nodes: int, runs: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from tandemlm.core.state import lookup
@@ -31,21 +32,42 @@ def _format(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def render(template: str, state: Mapping[str, Any]) -> str:
-    """Fill a template from the state (top-level fields or ``vars``)."""
-
-    def substitute(match: re.Match[str]) -> str:
+@lru_cache(maxsize=1024)
+def _parts(template: str) -> tuple[str | tuple[str, tuple[str, ...]], ...]:
+    """A template split once into literal text and ``(field, path)`` references."""
+    parts: list[str | tuple[str, tuple[str, ...]]] = []
+    text: list[str] = []
+    last = 0
+    for match in _FIELD.finditer(template):
+        text.append(template[last:match.start()])
+        last = match.end()
         token = match.group(0)
         if token in ("{{", "}}"):
-            return token[0]
-        value: Any = lookup(state, match.group(1))
-        for key in filter(None, match.group(2).split(".")):
+            text.append(token[0])
+            continue
+        parts.append("".join(text))
+        text = []
+        parts.append((match.group(1), tuple(filter(None, match.group(2).split(".")))))
+    text.append(template[last:])
+    parts.append("".join(text))
+    return tuple(p for p in parts if p != "")
+
+
+def render(template: str, state: Mapping[str, Any]) -> str:
+    """Fill a template from the state (top-level fields or ``vars``)."""
+    out: list[str] = []
+    for part in _parts(template):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        name, path = part
+        value: Any = lookup(state, name)
+        for key in path:
             if isinstance(value, dict):
                 value = value.get(key)
             elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
                 value = value[int(key)]
             else:
                 value = None
-        return _format(value)
-
-    return _FIELD.sub(substitute, template)
+        out.append(_format(value))
+    return "".join(out)

@@ -13,20 +13,25 @@ Instruments come from the OpenTelemetry API, so they are no-ops until an SDK
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
 from opentelemetry import metrics
+from opentelemetry.metrics import _internal as _metrics_api
 
 from tandemlm.telemetry import attributes as A
 
 _ACTIVE = False  # an SDK meter provider was found (the global one is set only once)
+_FROM_ENVIRONMENT = "OTEL_PYTHON_METER_PROVIDER" in os.environ  # read once, see spans.py
 
 
 def metrics_active() -> bool:
     """Whether an SDK meter provider is installed (else recording is skipped: no-op)."""
     global _ACTIVE
     if not _ACTIVE:
+        if getattr(_metrics_api, "_METER_PROVIDER", None) is None and not _FROM_ENVIRONMENT:
+            return False  # none set (what get_meter_provider() checks, minus its environ read)
         kind = type(metrics.get_meter_provider()).__name__
         _ACTIVE = kind not in ("_ProxyMeterProvider", "NoOpMeterProvider")
     return _ACTIVE

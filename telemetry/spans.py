@@ -5,6 +5,7 @@ Library code only uses the OpenTelemetry API: without an SDK configured these ar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -33,12 +34,18 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
 _HUB: Any = None  # tandemlm's processor hub once attached (set by telemetry.setup)
 _IDLE_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _PROVIDER: Any = None  # the global provider once set (OpenTelemetry sets it only once)
+_UNSET = trace.NoOpTracerProvider()  # what _provider() says while no provider is set
+# get_tracer_provider() reads this variable on every call until a provider is set; it is
+# read once here (set it before importing tandemlm, as OpenTelemetry's docs say)
+_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _provider() -> Any:
     global _PROVIDER
     if _PROVIDER is not None:
         return _PROVIDER
+    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _FROM_ENVIRONMENT:
+        return _UNSET
     provider = trace.get_tracer_provider()
     if not isinstance(provider, _IDLE_PROVIDERS):
         _PROVIDER = provider

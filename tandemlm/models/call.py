@@ -126,7 +126,7 @@ async def call_model(
         if capture:
             _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
         start = time.perf_counter()
-        cpu_start = time.process_time() if computes_here(chat) else None
+        cpu_start = time.process_time() if entry.computes_here else None
         try:
             message = await chat.ainvoke(messages, **options)
         except ModelUnavailableError as exc:

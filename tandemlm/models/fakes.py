@@ -47,6 +47,9 @@ def _last_human(messages: list[BaseMessage]) -> str:
 
 class _FakeChatModel(BaseChatModel):
     model_name: str = "fake"
+    # keep the messages of every call (``calls``); off for long benchmarks, where a list
+    # growing by one call each time would make the garbage collector ever slower
+    record_calls: bool = True
     _calls: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -86,7 +89,8 @@ class _FakeChatModel(BaseChatModel):
 
     def _take(self, messages: list[BaseMessage]) -> Any:
         with self._lock:
-            self._calls.append(list(messages))
+            if self.record_calls:
+                self._calls.append(list(messages))
             return self._pick(messages)
 
     def _generate(

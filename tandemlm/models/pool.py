@@ -27,6 +27,7 @@ class PoolEntry:
     large: bool  # counts as the large model (see tandemlm.core.ledger.is_large_model)
     chat_attributes: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The attributes every ``chat`` span of this model carries (provider, model, role...)."""
+    computes_here: bool = False  # computes in this process (see tandemlm.models.call.computes_here)
 
 
 class ModelPool:
@@ -85,6 +86,7 @@ class ModelPool:
             if label == "auto":
                 label = str(getattr(chat, "_llm_type", None) or type(chat).__name__)
             request = spec.model or getattr(chat, "model", None) or getattr(chat, "model_name", None)
+            from tandemlm.models.call import computes_here
             from tandemlm.telemetry import attributes as A
 
             request = str(request or name)
@@ -97,7 +99,7 @@ class ModelPool:
                 A.MODEL: name,
                 A.MODEL_LOCAL: spec.local,
                 A.MODEL_ROLE: spec.role,
-            })
+            }, computes_here(chat))
             self._entries[name] = found
         return found
 
