@@ -55,8 +55,11 @@ def clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in attributes.items():
         if value is None:
             continue
-        if type(value) in _PLAIN:
+        kind = type(value)
+        if kind in _PLAIN:
             out[key] = value
+        elif (kind is tuple or kind is list) and all(type(item) is str for item in value):
+            out[key] = tuple(value)
         else:
             value = _sdk_clean(value, None)
             if value is not None:

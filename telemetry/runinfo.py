@@ -55,19 +55,22 @@ def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], es
     steps = ledger.entries(state)
     usage = ledger.usage(steps)
     large = ledger.large_models_called(steps)
-    calls = sum(int(u.get("calls", 0)) for u in usage.values())
+    totals: dict[str, float] = {}
+    for counts in usage.values():
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
     llm_calls = sum(int(u.get("calls", 0)) for n, u in usage.items() if n in large)
     return {
         A.RUN_STATUS: "ok",
-        A.RUN_PATH: [str(s.get("node", "?")) for s in steps],
-        A.RUN_MODELS: sorted(usage),
-        A.RUN_MODEL_CALLS: calls,
+        A.RUN_PATH: tuple(str(s.get("node", "?")) for s in steps),
+        A.RUN_MODELS: tuple(sorted(usage)),
+        A.RUN_MODEL_CALLS: int(totals.get("calls", 0)),
         A.RUN_LLM_CALLS: llm_calls,
         A.RUN_LLM_CALLED: bool(large),
-        A.RUN_INPUT_TOKENS: int(sum(u.get("input_tokens", 0) for u in usage.values())),
-        A.RUN_OUTPUT_TOKENS: int(sum(u.get("output_tokens", 0) for u in usage.values())),
-        A.RUN_COST: float(sum(u.get("cost", 0.0) for u in usage.values())),
-        A.RUN_ENERGY_JOULES: float(sum(u.get("joules", 0.0) for u in usage.values())),
+        A.RUN_INPUT_TOKENS: int(totals.get("input_tokens", 0)),
+        A.RUN_OUTPUT_TOKENS: int(totals.get("output_tokens", 0)),
+        A.RUN_COST: float(totals.get("cost", 0.0)),
+        A.RUN_ENERGY_JOULES: float(totals.get("joules", 0.0)),
         A.RUN_ESCALATIONS: escalations,
         A.RUN_ANSWERED_BY: ledger.answered_by(steps),
         A.RUN_DEGRADED: ledger.degraded(steps),
