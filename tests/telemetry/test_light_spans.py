@@ -1,0 +1,168 @@
+"""Light spans (telemetry/light.py): the same spans as the SDK's, where the SDK allows them.
+
+tandemlm records its own spans and hands them, finished, to the provider's processors when
+no processor looks at span starts and the sampler is the default; otherwise the SDK tracer
+records them. Either way a processor must see the same tree, names and attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+
+from tandemlm.flows import compile_flow
+from tandemlm.models.fakes import KeyedChatModel
+from tandemlm.telemetry import attributes as A
+from tandemlm.telemetry import spans as S
+from tandemlm.telemetry.light import LightSpan, clean
+from tandemlm.telemetry.setup import hub
+
+PIPELINE: dict[str, Any] = {
+    "name": "light",
+    "models": {"slm": {"role": "slm"}, "llm": {"role": "llm", "local": False}},
+    "nodes": {
+        "extract": {"type": "generate", "model": "slm", "output": "intent"},
+        "refine": {"type": "generate", "model": "llm", "prompt": "{input} / {intent}"},
+    },
+    "entry": "extract",
+    "edges": [{"from": "extract", "to": "refine"}, {"from": "refine", "to": "end"}],
+}
+
+
+class WatchesStarts(SpanProcessor):
+    """A processor that needs span starts (as some vendors' do): forces the SDK tracer."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started.append(span.name)
+
+
+def _run_pipeline() -> None:
+    flow = compile_flow(PIPELINE, models={
+        "slm": KeyedChatModel(replies={".": "wants a refund"}),
+        "llm": KeyedChatModel(replies={".": "Refund issued."}),
+    })
+    assert flow.run("I want my money back").answer == "Refund issued."
+
+
+def _shape(finished: list[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """What a processor sees, without ids and times: name, parent name, attributes, events."""
+    by_id = {s.context.span_id: s.name for s in finished}
+    volatile = {A.RUN_ID, A.GEN_AI_INPUT_TOKENS, A.RUN_USAGE, A.RUN_INPUT_TOKENS}
+    return sorted(
+        (
+            s.name,
+            by_id.get(s.parent.span_id) if s.parent else None,
+            s.status.status_code,
+            tuple(sorted((k, v) for k, v in s.attributes.items() if k not in volatile)),
+            tuple((e.name, tuple(sorted(e.attributes.items()))) for e in s.events),
+        )
+        for s in finished
+    )
+
+
+def test_flows_record_light_spans_with_stock_processors(spans: Any) -> None:
+    _run_pipeline()
+    finished = spans.get_finished_spans()
+    assert {type(s) for s in finished} == {LightSpan}
+    assert all(isinstance(s, ReadableSpan) for s in finished)
+    traces = {s.context.trace_id for s in finished}
+    assert len(traces) == 1 and len(finished) == 5  # run, 2 nodes, 2 chats
+
+
+def test_light_and_sdk_spans_are_the_same(spans: Any) -> None:
+    _run_pipeline()
+    light = spans.get_finished_spans()
+    spans.clear()
+    watcher = WatchesStarts()
+    hub().add(watcher)
+    try:
+        _run_pipeline()
+    finally:
+        hub().remove(watcher)
+    sdk = spans.get_finished_spans()
+    assert not any(isinstance(s, LightSpan) for s in sdk)
+    assert sorted(watcher.started) == sorted(s.name for s in sdk)  # it saw every start
+    assert _shape(light) == _shape(sdk)
+    hop = next(e for s in light for e in s.events if e.name == A.HOP_EVENT)
+    assert hop.attributes[A.HOP_FROM_MODEL] == "slm" and hop.attributes[A.HOP_LOCAL_TO_REMOTE] is True
+
+
+def test_a_light_span_is_the_parent_of_spans_started_inside_it(spans: Any) -> None:
+    tracer = trace.get_tracer("another.library")
+    with S.span("outer", {"a": 1}) as outer:
+        assert isinstance(outer, LightSpan)
+        with tracer.start_as_current_span("http request"):
+            pass
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    inner = by_name["http request"]
+    assert inner.parent is not None and inner.parent.span_id == by_name["outer"].context.span_id
+    assert inner.context.trace_id == by_name["outer"].context.trace_id
+
+
+def test_an_unsampled_parent_is_respected(spans: Any) -> None:
+    parent = SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(0))
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        with S.span("child", {"a": 1}) as child:
+            assert not child.is_recording()
+            assert child.get_span_context().trace_id == 0x1234
+    finally:
+        otel_context.detach(token)
+    assert spans.get_finished_spans() == ()
+
+
+def test_an_exception_marks_the_span_and_is_recorded(spans: Any) -> None:
+    with pytest.raises(ValueError, match="bad input"), S.span("failing", None):
+        raise ValueError("bad input")
+    (failed,) = spans.get_finished_spans()
+    assert failed.status.status_code is StatusCode.ERROR and "bad input" in failed.status.description
+    assert failed.attributes[A.ERROR_TYPE] == "ValueError"
+    (event,) = failed.events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
+    assert "raise ValueError" in event.attributes["exception.stacktrace"]
+
+
+def test_attributes_are_cleaned_like_the_sdk_does() -> None:
+    class Thing:
+        def __str__(self) -> str:
+            return "thing"
+
+    cleaned = clean({"none": None, "n": 1, "s": "x", "words": ["a", "b"], "mixed": [1, 2.5],
+                     "obj": Thing(), "flag": False})
+    assert cleaned == {"n": 1, "s": "x", "words": ("a", "b"), "mixed": (1, 2.5), "obj": "thing",
+                       "flag": False}
+
+
+def test_a_failing_processor_never_fails_the_run(spans: Any, caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            raise RuntimeError("disk on fire")
+
+    broken = Broken()
+    hub().add(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tandemlm.telemetry"):
+            _run_pipeline()
+    finally:
+        hub().remove(broken)
+    assert len(spans.get_finished_spans()) == 5  # the other processors still got every span
+    assert "disk on fire" in caplog.text
+
+
+def test_ended_spans_ignore_late_changes(spans: Any) -> None:
+    current = S.start_span("short", {"a": 1})
+    current.end()
+    current.set_attribute("late", 1)
+    current.add_event("late")
+    current.end()  # a second end is ignored
+    (finished,) = spans.get_finished_spans()
+    assert dict(finished.attributes) == {"a": 1} and finished.events == ()
