@@ -143,6 +143,21 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
             current.end()
 
 
+class _NoSpan:
+    """``with NO_SPAN as current:``: the invalid span, for a block nobody traces."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+
+
 def set_attributes(current: Span, attributes: dict[str, Any]) -> None:
     """Set attributes, dropping ``None`` values (a light span drops them itself)."""
     current.set_attributes(attributes if _is_light(current) else _clean(attributes))

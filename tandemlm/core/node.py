@@ -32,7 +32,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -131,13 +131,15 @@ class NodeCall:
     context: TandemContext
     scope: NodeScope
 
-    async def chat(
+    def chat(
         self, model: str, messages: list[BaseMessage], *, logprobs: bool = False, **options: Any
-    ) -> ModelReply:
-        """Call flow model ``model`` (traced, counted, budget-checked). See ``call_model``."""
+    ) -> Coroutine[Any, Any, ModelReply]:
+        """Call flow model ``model`` (traced, counted, budget-checked): ``await call.chat(...)``.
+        See ``call_model``. (It returns ``call_model``'s coroutine rather than awaiting it:
+        one frame less for the model's every await to pass through.)"""
         from tandemlm.models.call import call_model
 
-        return await call_model(self, model, messages, logprobs=logprobs, **options)
+        return call_model(self, model, messages, logprobs=logprobs, **options)
 
     def record_model_use(self, model: str, **usage: Any) -> None:
         """Report model work done outside :meth:`chat` (token-level engines); see

@@ -15,7 +15,14 @@ from tandemlm.routing.load import busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import add_event, set_attributes, span, start_span, tracing_active
+from tandemlm.telemetry.spans import (
+    NO_SPAN,
+    add_event,
+    set_attributes,
+    span,
+    start_span,
+    tracing_active,
+)
 
 if TYPE_CHECKING:
     from tandemlm.core.node import NodeCall
@@ -109,20 +116,20 @@ async def call_model(
     _check_slot(model)
     entry = call.context.models.entry(model)
     spec, chat = entry.spec, entry.chat
-    provider, request_model = entry.provider, entry.request_model
-    attrs = None
-    if tracing_active():  # attributes are built only when someone records them
+    options = {**kwargs, "logprobs": True} if logprobs else kwargs
+    traced = tracing_active()
+    attrs: dict[str, Any] = {}
+    if traced:  # attributes are built only when someone records them
         attrs = {**entry.chat_attributes, A.NODE: call.name, A.FLOW: call.context.flow}
         if "max_tokens" in kwargs:
             attrs[A.GEN_AI_MAX_TOKENS] = kwargs["max_tokens"]
-    options = dict(kwargs)
-    if logprobs:
-        options["logprobs"] = True
-    with span(f"chat {request_model}", attrs) as current:
+    # One coroutine, no helper: the model's own awaits resume every frame above them, so
+    # each extra frame here costs microseconds on every call.
+    with span(f"chat {entry.request_model}", attrs) if traced else NO_SPAN as current:
         recording = current.is_recording()
         if recording:
             safely(_record_hops, call, model, spec.local, current)
-        capture = call.context.capture_content and recording
+        capture = recording and call.context.capture_content
         if capture:
             _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
         start = time.perf_counter()
@@ -146,20 +153,17 @@ async def call_model(
         out_tok = int(usage.get("output_tokens", 0))
         meta = message.response_metadata or {}
         finish = meta.get("finish_reason") or meta.get("done_reason")
+        finish = str(finish) if finish else None
         confidence = meta.get(CONFIDENCE_KEY)
         cpu = meta.get(CPU_SECONDS_KEY)
         if cpu is None and cpu_start is not None:
             cpu = time.process_time() - cpu_start
         joules, energy_cost = spec.energy(cpu, in_tok + out_tok)
         cost = spec.cost(in_tok, out_tok) + energy_cost
-        reply_meta = {
-            "confidence": confidence,
-            "finish_reason": str(finish) if finish else None,
-            "output_tokens": out_tok,
-        }
         call.scope.record(
-            model, large=entry.large, input_tokens=in_tok,
-            output_tokens=out_tok, cost=cost, seconds=seconds, meta=reply_meta, joules=joules,
+            model, large=entry.large, input_tokens=in_tok, output_tokens=out_tok, cost=cost,
+            seconds=seconds, joules=joules,
+            meta={"confidence": confidence, "finish_reason": finish, "output_tokens": out_tok},
         )
         if recording:
             safely(
@@ -168,7 +172,7 @@ async def call_model(
                 {
                     A.GEN_AI_INPUT_TOKENS: in_tok,
                     A.GEN_AI_OUTPUT_TOKENS: out_tok,
-                    A.GEN_AI_FINISH_REASONS: [str(finish)] if finish else None,
+                    A.GEN_AI_FINISH_REASONS: (finish,) if finish else None,
                     A.COST: cost,
                     A.ENERGY_JOULES: joules or None,
                     A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
@@ -180,20 +184,13 @@ async def call_model(
             _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
         safely(
             metrics.record_call,
-            flow=call.context.flow, model=model, provider=provider,
-            request_model=request_model, seconds=seconds,
+            flow=call.context.flow, model=model, provider=entry.provider,
+            request_model=entry.request_model, seconds=seconds,
             input_tokens=in_tok, output_tokens=out_tok, cost=cost,
         )
     return ModelReply(
-        text=_text(message),
-        model=model,
-        input_tokens=in_tok,
-        output_tokens=out_tok,
-        cost=cost,
-        seconds=seconds,
-        finish_reason=str(finish) if finish else None,
-        confidence=confidence,
-        message=message,
+        text=_text(message), model=model, input_tokens=in_tok, output_tokens=out_tok, cost=cost,
+        seconds=seconds, finish_reason=finish, confidence=confidence, message=message,
     )
 
 
