@@ -53,8 +53,11 @@ def hop_inputs(state: Mapping[str, Any], fields: Iterable[str]) -> list[HopInput
         One :class:`HopInput` per produced field, in field-name order. ``tokens`` is the
         producing model's output token count when known, else an estimate.
     """
-    wanted = sorted(f for f in fields if f not in SKIP_FIELDS)
-    if not wanted or not state.get("ledger"):
+    if not state.get("ledger"):
+        return []
+    wanted = sorted(fields - SKIP_FIELDS if isinstance(fields, (set, frozenset))
+                    else (f for f in fields if f not in SKIP_FIELDS))
+    if not wanted:
         return []
     producers = writers(state, wanted)
     out = []

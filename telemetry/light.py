@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can s
 
 log = logging.getLogger("tandemlm.telemetry")
 _PLAIN = (str, int, float, bool)
+_PLAIN_TYPES = frozenset(_PLAIN)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
@@ -49,9 +50,15 @@ _UNSET = Status(StatusCode.UNSET)
 def clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """Valid OpenTelemetry attribute values: ``None`` dropped, lists as tuples, other
     objects as strings (what the SDK does, without its per-value locking)."""
-    out: dict[str, Any] = {}
     if not attributes:
+        return {}
+    # the usual case, checked in C: plain values only (after dropping None)
+    if _PLAIN_TYPES.issuperset(map(type, attributes.values())):
+        return dict(attributes)
+    out = {k: v for k, v in attributes.items() if v is not None}
+    if _PLAIN_TYPES.issuperset(map(type, out.values())):
         return out
+    attributes, out = out, {}
     for key, value in attributes.items():
         if value is None:
             continue

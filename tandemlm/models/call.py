@@ -194,12 +194,17 @@ async def call_model(
     )
 
 
+_HOP_KEYS = (A.HOP_FIELD, A.HOP_FROM_NODE, A.HOP_TO_NODE, A.HOP_FROM_MODEL, A.HOP_TO_MODEL,
+             A.HOP_CHARS, A.HOP_TOKENS, A.HOP_FROM_LOCAL, A.HOP_TO_LOCAL, A.HOP_LOCAL_TO_REMOTE,
+             A.HOP_REDACTIONS)
+
+
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
     """One ``tandem.hop`` event per earlier output the calling node reads."""
-    pool = call.context.models
     sources = call.scope.hops()
     if not sources:
         return
+    pool = call.context.models
     for source in sources:
         from_local = True  # a node without a model ran here, in this process
         if source.model:
@@ -207,23 +212,10 @@ def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> No
                 from_local = pool.entry(source.model).spec.local
             except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
                 from_local = True
-        add_event(
-            current,
-            A.HOP_EVENT,
-            {
-                A.HOP_FIELD: source.field,
-                A.HOP_FROM_NODE: source.node,
-                A.HOP_TO_NODE: call.name,
-                A.HOP_FROM_MODEL: source.model,
-                A.HOP_TO_MODEL: model,
-                A.HOP_CHARS: source.chars,
-                A.HOP_TOKENS: source.tokens,
-                A.HOP_FROM_LOCAL: from_local,
-                A.HOP_TO_LOCAL: to_local,
-                A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
-                A.HOP_REDACTIONS: source.redactions,
-            },
-        )
+        add_event(current, A.HOP_EVENT, dict(zip(_HOP_KEYS, (
+            source.field, source.node, call.name, source.model, model, source.chars,
+            source.tokens, from_local, to_local, from_local and not to_local, source.redactions,
+        ), strict=True)))
     current.set_attribute(A.HOP_COUNT, len(sources))
 
 
