@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from tandemlm.nodes.routers.base import SMALL
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics, runinfo
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import add_event, set_attributes, span
+from tandemlm.telemetry.spans import later, set_attributes, span
 
 MAX_INPUT_CHARS = 200_000
 FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
@@ -553,9 +554,14 @@ def _record_failed_run(run_span: Any, context: TandemContext, roles: Mapping[str
 
 def _record_run_span(run_span: Any, state: dict[str, Any], roles: Mapping[str, str | None],
                      escalations: int) -> None:
-    set_attributes(run_span, runinfo.run_attributes(state, roles, escalations))
-    for event in runinfo.error_events(state):
-        add_event(run_span, A.ERROR_EVENT, event)
+    """The run's totals and recovered errors, from its final ledger, when the span is exported."""
+    later(run_span, partial(_run_totals, {"ledger": list(state.get("ledger") or ())}, roles, escalations))
+
+
+def _run_totals(state: dict[str, Any], roles: Mapping[str, str | None], escalations: int) -> tuple[
+        dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    return (runinfo.run_attributes(state, roles, escalations),
+            [(A.ERROR_EVENT, event) for event in runinfo.error_events(state)])
 
 
 def compile_flow(

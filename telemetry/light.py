@@ -16,15 +16,21 @@ That is the case when
 Otherwise :func:`target` returns ``None`` and spans go through the SDK tracer as before. A
 light span is an ``opentelemetry.trace.Span``, so spans other libraries start inside it
 (an HTTP client's, LangChain instrumentation's) get it as their parent.
+
+A light span can also take attributes and events *later* (:meth:`LightSpan.defer`): a
+function over data captured during the run, called when a processor first reads the span
+(for the local store: in its exporter thread, in a batch), not on the flow's path.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -34,6 +40,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
+from tandemlm.telemetry.guard import safely
+
 try:  # the SDK's own value cleaning (sequences -> tuples, other objects -> str)
     from opentelemetry.attributes import _clean_attribute_value as _sdk_clean
 except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can show
@@ -41,6 +49,9 @@ except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can s
         return tuple(value) if isinstance(value, (list, tuple)) else str(value)
 
 log = logging.getLogger("tandemlm.telemetry")
+_SETTLING = threading.Lock()
+# deferred span content: () -> (attributes or None, [(event name, attributes)] or None)
+Later = Callable[[], "tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]] | None] | None"]
 _PLAIN = (str, int, float, bool)
 _PLAIN_TYPES = frozenset(_PLAIN)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -155,6 +166,49 @@ class LightSpan(trace.Span, ReadableSpan):
         self._status = _UNSET
         self._start_time = start_time if start_time is not None else time.time_ns()
         self._end_time: int | None = None
+        self._later: list[tuple[Later, int]] | None = None
+
+    # -- read side (ReadableSpan): deferred parts are added on first read -----------------
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        self.settle()
+        return MappingProxyType(self._attributes)
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        self.settle()
+        return tuple(self._events)
+
+    def to_json(self, indent: int | None = 4) -> str:
+        self.settle()
+        return super().to_json(indent)
+
+    def defer(self, build: Later) -> None:
+        """Add ``build()``'s ``(attributes, [(event name, event attributes), ...])`` when the
+        span is first read (events stamped now). ``build`` must only use data that no longer
+        changes; if it raises, the failure is logged once and the span goes without."""
+        if self._end_time is None:
+            if self._later is None:
+                self._later = []
+            self._later.append((build, time.time_ns()))
+
+    def settle(self) -> None:
+        """Run the deferred builders (once; safe from several threads)."""
+        if not self._later:
+            return
+        with _SETTLING:
+            later, self._later = self._later, None
+            for build, stamp in later or ():
+                built = safely(build)
+                if not built:
+                    continue
+                attributes, events = built
+                if attributes:
+                    self._attributes.update(clean(attributes))
+                limit = self._target.max_events
+                for name, event in events or ():
+                    if limit is None or len(self._events) < limit:
+                        self._events.append(Event(name, clean(event), stamp))
 
     def get_span_context(self) -> SpanContext:
         return self._context  # type: ignore[return-value]  # always set on a light span

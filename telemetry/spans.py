@@ -6,7 +6,7 @@ Library code only uses the OpenTelemetry API: without an SDK configured these ar
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from types import TracebackType
@@ -166,6 +166,30 @@ def set_attributes(current: Span, attributes: dict[str, Any]) -> None:
 def add_event(current: Span, name: str, attributes: dict[str, Any]) -> None:
     """Add a span event, dropping ``None`` attribute values."""
     current.add_event(name, attributes if _is_light(current) else _clean(attributes))
+
+
+def later(current: Span, build: Callable[[], Any]) -> None:
+    """Attributes and events made from data captured now, recorded when the span is
+    exported: ``build()`` returns ``(attributes or None, [(event name, attributes), ...])``.
+
+    A light span (:mod:`tandemlm.telemetry.light`) calls ``build`` when a processor first
+    reads it (the local store: in its exporter thread, off the flow's path); any other
+    recording span calls it now. ``build`` must only use data that no longer changes.
+    """
+    defer = getattr(current, "defer", None)
+    if defer is not None and _is_light(current):
+        defer(build)
+        return
+    if not current.is_recording():
+        return
+    built = build()
+    if not built:
+        return
+    attributes, events = built
+    if attributes:
+        set_attributes(current, dict(attributes))
+    for name, event in events or ():
+        add_event(current, name, dict(event))
 
 
 def _is_light(current: Span) -> bool:

@@ -78,8 +78,11 @@ def _plain(attributes: Any) -> dict[str, Any]:
 def _attributes_of(item: Any) -> Mapping[str, Any]:
     """A finished SDK span's attributes without copying them (``ReadableSpan.attributes``
     wraps them in a read-only proxy that iterates key by key; JSON encoding needs no copy)."""
+    settle = getattr(item, "settle", None)
+    if settle is not None:  # a light span (tandemlm.telemetry.light): deferred parts first
+        settle()
     raw = getattr(item, "_attributes", None)
-    if type(raw) is dict:  # a light span's (tandemlm.telemetry.light): already clean
+    if type(raw) is dict:  # a light span's: already clean
         return raw
     inner = getattr(raw, "_dict", None)
     if isinstance(inner, dict):

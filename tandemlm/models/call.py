@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -17,7 +18,7 @@ from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
 from tandemlm.telemetry.spans import (
     NO_SPAN,
-    add_event,
+    later,
     set_attributes,
     span,
     start_span,
@@ -200,11 +201,17 @@ _HOP_KEYS = (A.HOP_FIELD, A.HOP_FROM_NODE, A.HOP_TO_NODE, A.HOP_FROM_MODEL, A.HO
 
 
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
-    """One ``tandem.hop`` event per earlier output the calling node reads."""
+    """One ``tandem.hop`` event per earlier output the calling node reads: the sources are
+    found now (the state moves on), the events built when the span is exported."""
     sources = call.scope.hops()
     if not sources:
         return
-    pool = call.context.models
+    later(current, partial(_hop_events, sources, call.name, model, to_local, call.context.models))
+
+
+def _hop_events(sources: Sequence[Any], node: str, model: str, to_local: bool,
+                pool: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    events = []
     for source in sources:
         from_local = True  # a node without a model ran here, in this process
         if source.model:
@@ -212,11 +219,11 @@ def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> No
                 from_local = pool.entry(source.model).spec.local
             except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
                 from_local = True
-        add_event(current, A.HOP_EVENT, dict(zip(_HOP_KEYS, (
-            source.field, source.node, call.name, source.model, model, source.chars,
-            source.tokens, from_local, to_local, from_local and not to_local, source.redactions,
-        ), strict=True)))
-    current.set_attribute(A.HOP_COUNT, len(sources))
+        events.append((A.HOP_EVENT, dict(zip(_HOP_KEYS, (
+            source.field, source.node, node, source.model, model, source.chars, source.tokens,
+            from_local, to_local, from_local and not to_local, source.redactions,
+        ), strict=True))))
+    return {A.HOP_COUNT: len(sources)}, events
 
 
 def _capture(call: NodeCall, current: Any, key: str, messages: Sequence[BaseMessage]) -> None:

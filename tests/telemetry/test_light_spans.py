@@ -166,3 +166,70 @@ def test_ended_spans_ignore_late_changes(spans: Any) -> None:
     current.end()  # a second end is ignored
     (finished,) = spans.get_finished_spans()
     assert dict(finished.attributes) == {"a": 1} and finished.events == ()
+
+
+def test_deferred_parts_are_added_when_the_span_is_read(spans: Any) -> None:
+    calls: list[str] = []
+
+    def build() -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        calls.append("built")
+        return {"late.count": 2, "late.none": None}, [("late.event", {"k": "v", "n": None})]
+
+    current = S.start_span("deferred", {"a": 1})
+    S.later(current, build)
+    current.end()
+    assert calls == []  # nothing built on the flow's path
+    (finished,) = spans.get_finished_spans()
+    assert dict(finished.attributes) == {"a": 1, "late.count": 2}
+    assert [(e.name, dict(e.attributes)) for e in finished.events] == [("late.event", {"k": "v"})]
+    assert finished.events[0].timestamp <= finished.end_time
+    assert calls == ["built"]  # once, however often it is read
+    assert '"late.count": 2' in finished.to_json()
+
+
+def test_a_failing_deferred_part_is_logged_and_the_span_kept(
+    spans: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> Any:
+        raise RuntimeError("bad totals")
+
+    current = S.start_span("deferred", {"a": 1})
+    S.later(current, broken)
+    current.end()
+    with caplog.at_level(logging.WARNING, logger="tandemlm.telemetry"):
+        (finished,) = spans.get_finished_spans()
+        assert dict(finished.attributes) == {"a": 1}
+    assert "bad totals" in caplog.text
+
+
+def test_deferred_parts_are_immediate_on_sdk_spans(spans: Any) -> None:
+    watcher = WatchesStarts()
+    hub().add(watcher)
+    try:
+        current = S.start_span("eager", {"a": 1})
+        assert not isinstance(current, LightSpan)
+        S.later(current, lambda: ({"b": 2}, [("e", {"x": 1})]))
+        current.end()
+    finally:
+        hub().remove(watcher)
+    (finished,) = spans.get_finished_spans()
+    assert dict(finished.attributes) == {"a": 1, "b": 2} and finished.events[0].name == "e"
+
+
+def test_the_store_gets_deferred_hops_and_run_totals(tmp_path: Any) -> None:
+    from tandemlm.telemetry import enable_tracing
+    from tandemlm.telemetry.store import TraceStore
+
+    handle = enable_tracing(store=tmp_path / "traces.db")
+    try:
+        _run_pipeline()
+    finally:
+        handle.close()
+    store = TraceStore(tmp_path / "traces.db")
+    (run,) = store.list_runs()
+    assert run["model_calls"] == 2 and run["llm_called"] is True and run["llm_calls"] == 1
+    spans = store.spans(run["trace_id"])
+    refine = next(s for s in spans if s["name"].startswith("chat ") and s["attributes"][A.NODE] == "refine")
+    assert refine["attributes"][A.HOP_COUNT] == 1
+    (hop,) = refine["events"]
+    assert hop["name"] == A.HOP_EVENT and hop["attributes"][A.HOP_FIELD] == "intent"
