@@ -7,8 +7,9 @@ repeats of ``--runs`` runs of the 10-node chain in ``benchmarks/overhead.py``):
   the built-in ones) against the hand-written two-channel graph;
 - tracing with a span processor that drops every span (what recording costs before any
   export), then the same with one piece switched off at a time: hop events, the run
-  span's totals, the ``chat`` span's result attributes, the ``node`` span, the ``chat``
-  span (with its hops and attributes);
+  span's totals, the ``node`` span, the ``chat`` span (with its hops and attributes);
+  hop events, run totals and the ``chat`` span's reply attributes are built when a span is
+  exported, so what is left of them here is capturing their inputs;
 - the local store per span: encoding a finished span into rows, and writing them to SQLite.
 
 Usage: python benchmarks/overhead_breakdown.py [--runs 100] [--repeats 9]
@@ -90,7 +91,6 @@ def _tracing_pieces() -> dict[str, list[_Swap]]:
     return {
         "hop events": [{"module": model_call, "name": "_record_hops", "value": nothing}],
         "run span totals": [{"module": compiler, "name": "_record_run_span", "value": nothing}],
-        "chat result attributes": [{"module": model_call, "name": "set_attributes", "value": nothing}],
         "node span": [{"module": compiler, "name": "span", "value": no_node_span}],
         "chat span (all of it)": [{"module": model_call, "name": "span",
                                    "value": lambda *a, **k: NO_SPAN}],

@@ -19,7 +19,6 @@ from tandemlm.telemetry.guard import safely
 from tandemlm.telemetry.spans import (
     NO_SPAN,
     later,
-    set_attributes,
     span,
     start_span,
     tracing_active,
@@ -167,20 +166,8 @@ async def call_model(
             meta={"confidence": confidence, "finish_reason": finish, "output_tokens": out_tok},
         )
         if recording:
-            safely(
-                set_attributes,
-                current,
-                {
-                    A.GEN_AI_INPUT_TOKENS: in_tok,
-                    A.GEN_AI_OUTPUT_TOKENS: out_tok,
-                    A.GEN_AI_FINISH_REASONS: (finish,) if finish else None,
-                    A.COST: cost,
-                    A.ENERGY_JOULES: joules or None,
-                    A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
-                    A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
-                    A.GEN_AI_RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
-                },
-            )
+            safely(later, current, partial(_result_attributes, in_tok, out_tok, finish, cost, joules,
+                                           confidence, meta.get("model_name") or meta.get("model")))
         if capture:
             _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
         safely(
@@ -198,6 +185,21 @@ async def call_model(
 _HOP_KEYS = (A.HOP_FIELD, A.HOP_FROM_NODE, A.HOP_TO_NODE, A.HOP_FROM_MODEL, A.HOP_TO_MODEL,
              A.HOP_CHARS, A.HOP_TOKENS, A.HOP_FROM_LOCAL, A.HOP_TO_LOCAL, A.HOP_LOCAL_TO_REMOTE,
              A.HOP_REDACTIONS)
+
+
+def _result_attributes(in_tok: int, out_tok: int, finish: str | None, cost: float, joules: float,
+                       confidence: Any, response_model: Any) -> tuple[dict[str, Any], None]:
+    """The ``chat`` span's attributes about the reply (built when the span is exported)."""
+    return {
+        A.GEN_AI_INPUT_TOKENS: in_tok,
+        A.GEN_AI_OUTPUT_TOKENS: out_tok,
+        A.GEN_AI_FINISH_REASONS: (finish,) if finish else None,
+        A.COST: cost,
+        A.ENERGY_JOULES: joules or None,
+        A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
+        A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
+        A.GEN_AI_RESPONSE_MODEL: response_model,
+    }, None
 
 
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
