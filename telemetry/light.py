@@ -145,6 +145,10 @@ def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | Non
     return found
 
 
+def _timestamp(event: Event) -> int:
+    return event.timestamp
+
+
 class LightSpan(trace.Span, ReadableSpan):
     """A recording span that, once ended, is its own finished form (a ``ReadableSpan``)
     handed straight to the span processors."""
@@ -209,6 +213,8 @@ class LightSpan(trace.Span, ReadableSpan):
                 for name, event in events or ():
                     if limit is None or len(self._events) < limit:
                         self._events.append(Event(name, clean(event), stamp))
+            # deferred events keep their place in time (before an exception event, say)
+            self._events.sort(key=_timestamp)
 
     def get_span_context(self) -> SpanContext:
         return self._context  # type: ignore[return-value]  # always set on a light span

@@ -233,3 +233,11 @@ def test_the_store_gets_deferred_hops_and_run_totals(tmp_path: Any) -> None:
     assert refine["attributes"][A.HOP_COUNT] == 1
     (hop,) = refine["events"]
     assert hop["name"] == A.HOP_EVENT and hop["attributes"][A.HOP_FIELD] == "intent"
+
+
+def test_deferred_events_keep_their_place_in_time(spans: Any) -> None:
+    with pytest.raises(RuntimeError), S.span("chat x", {"a": 1}) as current:
+        S.later(current, lambda: (None, [("tandem.hop", {"k": 1})]))
+        raise RuntimeError("model failed")
+    (finished,) = spans.get_finished_spans()
+    assert [e.name for e in finished.events] == ["tandem.hop", "exception"]
