@@ -66,6 +66,11 @@ def raw_graph(model: KeyedChatModel, nodes: int) -> Any:
 
         return node
 
+    return chain(graph, make, nodes)
+
+
+def chain(graph: Any, make: Any, nodes: int) -> Any:
+    """``graph`` with nodes ``make(0)`` ... ``make(nodes - 1)`` one after another, compiled."""
     for i in range(nodes):
         graph.add_node(f"n{i}", make(i))
         graph.add_edge(START if i == 0 else f"n{i - 1}", f"n{i}")

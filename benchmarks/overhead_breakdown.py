@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from langchain_core.messages import HumanMessage
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from overhead import fake, raw_graph, tandem_spec
+from overhead import chain, fake, raw_graph, tandem_spec
 
 import tandemlm.models.call as model_call
 from tandemlm.core.state import state_schema
@@ -66,11 +66,7 @@ def generated_schema_graph(model: Any) -> Any:
 
         return node
 
-    for i in range(NODES):
-        graph.add_node(f"n{i}", make(i))
-        graph.add_edge(START if i == 0 else f"n{i - 1}", f"n{i}")
-    graph.add_edge(f"n{NODES - 1}", END)
-    return graph.compile()
+    return chain(graph, make, NODES)
 
 
 class _Swap(TypedDict):

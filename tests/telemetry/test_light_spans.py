@@ -23,17 +23,6 @@ from tandemlm.telemetry import spans as S
 from tandemlm.telemetry.light import LightSpan, clean
 from tandemlm.telemetry.setup import hub
 
-PIPELINE: dict[str, Any] = {
-    "name": "light",
-    "models": {"slm": {"role": "slm"}, "llm": {"role": "llm", "local": False}},
-    "nodes": {
-        "extract": {"type": "generate", "model": "slm", "output": "intent"},
-        "refine": {"type": "generate", "model": "llm", "prompt": "{input} / {intent}"},
-    },
-    "entry": "extract",
-    "edges": [{"from": "extract", "to": "refine"}, {"from": "refine", "to": "end"}],
-}
-
 
 class WatchesStarts(SpanProcessor):
     """A processor that needs span starts (as some vendors' do): forces the SDK tracer."""
@@ -46,8 +35,9 @@ class WatchesStarts(SpanProcessor):
 
 
 def _run_pipeline() -> None:
-    flow = compile_flow(PIPELINE, models={
-        "slm": KeyedChatModel(replies={".": "wants a refund"}),
+    """The ``pipeline`` preset: the SLM's brief is a hop into the LLM's call."""
+    flow = compile_flow("pipeline", models={
+        "slm": KeyedChatModel(replies={".": '{"intent": "refund", "facts": ["paid twice"]}'}),
         "llm": KeyedChatModel(replies={".": "Refund issued."}),
     })
     assert flow.run("I want my money back").answer == "Refund issued."
@@ -93,7 +83,8 @@ def test_light_and_sdk_spans_are_the_same(spans: Any) -> None:
     assert sorted(watcher.started) == sorted(s.name for s in sdk)  # it saw every start
     assert _shape(light) == _shape(sdk)
     hop = next(e for s in light for e in s.events if e.name == A.HOP_EVENT)
-    assert hop.attributes[A.HOP_FROM_MODEL] == "slm" and hop.attributes[A.HOP_LOCAL_TO_REMOTE] is True
+    assert hop.attributes[A.HOP_FROM_MODEL] == "slm" and hop.attributes[A.HOP_TO_MODEL] == "llm"
+    assert hop.attributes[A.HOP_FIELD] == "brief"
 
 
 def test_a_light_span_is_the_parent_of_spans_started_inside_it(spans: Any) -> None:
@@ -229,10 +220,10 @@ def test_the_store_gets_deferred_hops_and_run_totals(tmp_path: Any) -> None:
     (run,) = store.list_runs()
     assert run["model_calls"] == 2 and run["llm_called"] is True and run["llm_calls"] == 1
     spans = store.spans(run["trace_id"])
-    refine = next(s for s in spans if s["name"].startswith("chat ") and s["attributes"][A.NODE] == "refine")
+    refine = next(s for s in spans if s["name"].startswith("chat ") and s["attributes"][A.NODE] == "answer")
     assert refine["attributes"][A.HOP_COUNT] == 1
     (hop,) = refine["events"]
-    assert hop["name"] == A.HOP_EVENT and hop["attributes"][A.HOP_FIELD] == "intent"
+    assert hop["name"] == A.HOP_EVENT and hop["attributes"][A.HOP_FIELD] == "brief"
 
 
 def test_deferred_events_keep_their_place_in_time(spans: Any) -> None:
