@@ -55,8 +55,7 @@ def hop_inputs(state: Mapping[str, Any], fields: Iterable[str]) -> list[HopInput
     """
     if not state.get("ledger"):
         return []
-    wanted = sorted(fields - SKIP_FIELDS if isinstance(fields, (set, frozenset))
-                    else (f for f in fields if f not in SKIP_FIELDS))
+    wanted = sorted(f for f in fields if f not in SKIP_FIELDS)
     if not wanted:
         return []
     producers = writers(state, wanted)

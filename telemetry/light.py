@@ -99,10 +99,10 @@ class Target:
 
 
 _NO_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
-_NO_ENDING = frozenset({
+_NO_ENDING = frozenset({  # None: an SDK without the hook
     getattr(SpanProcessor, "_on_ending", None), getattr(BatchSpanProcessor, "_on_ending", None),
-    getattr(SimpleSpanProcessor, "_on_ending", None),
-}) - {None}
+    getattr(SimpleSpanProcessor, "_on_ending", None), None,
+})
 _cache: tuple[Any, Any, Any, Target | None] = (None, None, None, None)
 
 
@@ -110,7 +110,7 @@ def _ignores_starts(processor: Any, hub: Any) -> bool:
     if processor is hub:
         return all(_ignores_starts(p, None) for p in hub.processors)
     kind = type(processor)
-    return kind.on_start in _NO_START and getattr(kind, "_on_ending", None) in _NO_ENDING | {None}
+    return kind.on_start in _NO_START and getattr(kind, "_on_ending", None) in _NO_ENDING
 
 
 def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | None:
@@ -152,6 +152,8 @@ def _timestamp(event: Event) -> int:
 class LightSpan(trace.Span, ReadableSpan):
     """A recording span that, once ended, is its own finished form (a ``ReadableSpan``)
     handed straight to the span processors."""
+
+    LIGHT = True  # telemetry.spans tells light spans by this (without importing the SDK)
 
     def __init__(self, target: Target, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: Mapping[str, Any] | None, start_time: int | None = None) -> None:

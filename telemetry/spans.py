@@ -60,7 +60,7 @@ def _route() -> Any:
     :class:`~tandemlm.telemetry.light.Target` light spans go to. Asked several times per
     node, so it is worked out again only when the provider or its processors change."""
     global _ROUTE
-    provider = _PROVIDER if _PROVIDER is not None else _provider()
+    provider = _provider()
     processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
     hub_processors = _HUB.processors if _HUB is not None else None
     cached = _ROUTE
@@ -176,9 +176,8 @@ def later(current: Span, build: Callable[[], Any]) -> None:
     reads it (the local store: in its exporter thread, off the flow's path); any other
     recording span calls it now. ``build`` must only use data that no longer changes.
     """
-    defer = getattr(current, "defer", None)
-    if defer is not None and _is_light(current):
-        defer(build)
+    if _is_light(current):
+        current.defer(build)  # type: ignore[attr-defined]
         return
     if not current.is_recording():
         return
@@ -193,7 +192,8 @@ def later(current: Span, build: Callable[[], Any]) -> None:
 
 
 def _is_light(current: Span) -> bool:
-    return type(current).__name__ == "LightSpan"
+    """A :class:`~tandemlm.telemetry.light.LightSpan` (checked without importing the SDK)."""
+    return getattr(type(current), "LIGHT", False)
 
 
 @contextmanager

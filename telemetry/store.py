@@ -19,7 +19,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+from opentelemetry.trace import SpanKind, StatusCode
 
 from tandemlm._json import dumps
 from tandemlm._sqlite import connect, transaction
@@ -68,66 +68,30 @@ _ADDED_COLUMNS = (
 _json = dumps  # tuples (OTel array attributes) encode as JSON lists
 
 
-def _plain(attributes: Any) -> dict[str, Any]:
+def _plain(attributes: Any) -> Mapping[str, Any]:
+    """Attributes as a mapping JSON can encode, without a copy where possible: a plain dict
+    as it is, the SDK's ``BoundedAttributes`` by its inner dict (``ReadableSpan.attributes``
+    wraps them in a read-only proxy that iterates key by key)."""
     if not attributes:
         return {}
-    inner = getattr(attributes, "_dict", None)  # BoundedAttributes: copying its dict is 5x faster
-    return dict(inner) if isinstance(inner, dict) else dict(attributes)
+    if type(attributes) is dict:
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    return inner if isinstance(inner, dict) else dict(attributes)
 
 
 def _attributes_of(item: Any) -> Mapping[str, Any]:
-    """A finished SDK span's attributes without copying them (``ReadableSpan.attributes``
-    wraps them in a read-only proxy that iterates key by key; JSON encoding needs no copy)."""
+    """A finished span's attributes, light spans' deferred parts included, without a copy."""
     settle = getattr(item, "settle", None)
     if settle is not None:  # a light span (tandemlm.telemetry.light): deferred parts first
         settle()
-    raw = getattr(item, "_attributes", None)
-    if type(raw) is dict:  # a light span's: already clean
-        return raw
-    inner = getattr(raw, "_dict", None)
-    if isinstance(inner, dict):
-        return inner
-    return dict(item.attributes or {})
-
-
-def row_from_span(span: ReadableSpan) -> SpanRow:
-    """A store row from an OpenTelemetry SDK span."""
-    ctx = span.get_span_context()
-    assert ctx is not None  # the SDK sets it on every span it creates
-    parent = span.parent
-    return {
-        "trace_id": format_trace_id(ctx.trace_id),
-        "span_id": format_span_id(ctx.span_id),
-        "parent_id": format_span_id(parent.span_id) if parent else None,
-        "name": span.name,
-        "kind": span.kind.name.lower(),
-        "start_ns": span.start_time or 0,
-        "end_ns": span.end_time or span.start_time or 0,
-        "status": span.status.status_code.name.lower(),
-        "status_message": span.status.description or "",
-        "attributes": _plain(span.attributes),
-        "events": [
-            {"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
-            for e in span.events
-        ]
-        if span.events
-        else [],
-        # the resource is the same for every span of a process: keep it on root spans only
-        "resource": _plain(span.resource.attributes) if span.resource and not parent else {},
-    }
+    return _plain(getattr(item, "_attributes", None) or item.attributes)
 
 
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 _STATUSES = {code: code.name.lower() for code in StatusCode}
 # a span as store rows: the spans-table row and, for a root span, the runs-table row
 EncodedSpan = tuple[tuple[Any, ...], "tuple[Any, ...] | None"]
-
-
-def _mapping(attributes: Any) -> Mapping[str, Any]:
-    """Attributes as a mapping JSON can encode, without a copy where possible."""
-    if type(attributes) is dict:
-        return attributes
-    return _plain(attributes)
 
 
 def encode_span(span: ReadableSpan) -> EncodedSpan:
@@ -146,7 +110,7 @@ def encode_span(span: ReadableSpan) -> EncodedSpan:
         _KINDS.get(span.kind) or str(span.kind), start, end,
         _STATUSES.get(status.status_code) or str(status.status_code), status.description or "",
         _json(attributes),
-        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _mapping(e.attributes)}
+        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
                for e in events]) if events else "[]",
         resource,
     )
@@ -155,7 +119,7 @@ def encode_span(span: ReadableSpan) -> EncodedSpan:
     return row, _run_row({
         "trace_id": trace_id, "name": span.name, "start_ns": start, "end_ns": end,
         "status": row[7], "attributes": attributes,
-        "resource": _mapping(span.resource.attributes) if span.resource else {},
+        "resource": _plain(span.resource.attributes) if span.resource else {},
     })
 
 
@@ -411,4 +375,3 @@ class SQLiteSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
-

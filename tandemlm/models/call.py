@@ -288,7 +288,7 @@ def record_model_use(
     )
     provider, request_model = entry.provider, entry.request_model
     if tracing_active():
-        safely(_use_span, call, model, spec, provider, request_model, input_tokens, output_tokens,
+        safely(_use_span, call, model, spec, request_model, input_tokens, output_tokens,
                cost, joules, seconds, started_ns, finish_reason, attributes)
     safely(
         metrics.record_call,
@@ -297,7 +297,7 @@ def record_model_use(
     )
 
 
-def _use_span(call: NodeCall, model: str, spec: Any, provider: str, request_model: str,
+def _use_span(call: NodeCall, model: str, spec: Any, request_model: str,
               input_tokens: int, output_tokens: int, cost: float, joules: float, seconds: float,
               started_ns: int | None, finish_reason: str | None,
               attributes: Mapping[str, Any] | None) -> None:
