@@ -10,7 +10,10 @@ repeats of ``--runs`` runs of the 10-node chain in ``benchmarks/overhead.py``):
   span's totals, the ``node`` span, the ``chat`` span (with its hops and attributes);
   hop events, run totals and the ``chat`` span's reply attributes are built when a span is
   exported, so what is left of them here is capturing their inputs;
-- the local store per span: encoding a finished span into rows, and writing them to SQLite.
+- one span (a ``node`` span around a ``chat`` span with tandemlm's attributes and a hop
+  event), recorded as a light span and through the SDK tracer;
+- the local store per span: encoding a finished span into rows (with orjson and with the
+  standard library's json), and writing them to SQLite.
 
 Usage: python benchmarks/overhead_breakdown.py [--runs 100] [--repeats 9]
 Run it pinned to one CPU (``taskset -c 1``) for steadier figures; they still move by a few
@@ -38,10 +41,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from overhead import chain, fake, raw_graph, tandem_spec
 
 import tandemlm.models.call as model_call
+from tandemlm import _json as fast_json
 from tandemlm.core.state import state_schema
 from tandemlm.flows import compile_flow, compiler
+from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry.setup import hub
-from tandemlm.telemetry.spans import NO_SPAN
+from tandemlm.telemetry.spans import NO_SPAN, add_event, set_attributes, span
 from tandemlm.telemetry.store import TraceStore, encode_span
 
 NODES = 10
@@ -67,6 +72,43 @@ def generated_schema_graph(model: Any) -> Any:
         return node
 
     return chain(graph, make, NODES)
+
+
+class WatchesStarts(SpanProcessor):
+    """A processor that looks at span starts: tandemlm then records through the SDK tracer."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+
+def span_pair_us(sdk: bool, count: int = 20_000) -> float:
+    """Microseconds per span for a ``node`` span around a ``chat`` span with a hop event."""
+    node = {A.NODE: "n1", A.NODE_TYPE: "generate", A.FLOW: "overhead"}
+    chat = {A.GEN_AI_OPERATION: "chat", A.GEN_AI_PROVIDER: "keyed", A.GEN_AI_REQUEST_MODEL: "m",
+            A.GEN_AI_TEMPERATURE: 0.2, A.GEN_AI_MAX_TOKENS: 256, A.MODEL: "slm",
+            A.MODEL_LOCAL: True, A.MODEL_ROLE: "slm", A.NODE: "n1", A.FLOW: "overhead"}
+    hop = {A.HOP_FIELD: "s0", A.HOP_FROM_NODE: "n0", A.HOP_TO_NODE: "n1", A.HOP_FROM_MODEL: "slm",
+           A.HOP_TO_MODEL: "slm", A.HOP_CHARS: 2, A.HOP_TOKENS: 1, A.HOP_FROM_LOCAL: True,
+           A.HOP_TO_LOCAL: True, A.HOP_LOCAL_TO_REMOTE: False}
+    reply = {A.GEN_AI_INPUT_TOKENS: 5, A.GEN_AI_OUTPUT_TOKENS: 1, A.COST: 0.0,
+             A.GEN_AI_FINISH_REASONS: ("stop",), A.GEN_AI_RESPONSE_MODEL: "m"}
+    drop, starts = Drop(), WatchesStarts()
+    hub().add(drop)
+    if sdk:
+        hub().add(starts)
+    try:
+        best = float("inf")
+        for _ in range(5):
+            start = time.process_time()
+            for _ in range(count):
+                with span("node n1", node), span("chat m", chat) as current:
+                    add_event(current, A.HOP_EVENT, hop)
+                    set_attributes(current, reply)
+            best = min(best, time.process_time() - start)
+    finally:
+        hub().remove(drop)
+        hub().remove(starts)
+    return best / (2 * count) * 1e6
 
 
 class _Swap(TypedDict):
@@ -172,16 +214,29 @@ async def main() -> None:
         hub().remove(collector)
     spans = exporter.get_finished_spans()
     start = time.process_time()
-    rows = [encode_span(s) for s in spans]
+    rows = [encode_span(s) for s in spans]  # the first encoding builds the deferred parts too
     encode = (time.process_time() - start) / len(spans) * 1e6
+    encode_again = {}
+    saved_orjson = fast_json.orjson
+    for label, module in (("orjson", saved_orjson), ("json", None)):
+        fast_json.orjson = module
+        start = time.process_time()
+        for s in spans:
+            encode_span(s)
+        encode_again[label] = (time.process_time() - start) / len(spans) * 1e6
+    fast_json.orjson = saved_orjson
     with tempfile.TemporaryDirectory() as tmp:
         store = TraceStore(Path(tmp) / "traces.db")
         start = time.process_time()
         store.add_rows(rows)
         write = (time.process_time() - start) / len(spans) * 1e6
         store.close()
-    print(f"local store: encode {encode:.1f} us/span, SQLite write {write:.1f} us/span "
-          f"({len(spans) / (runs * NODES):.1f} spans per node)")
+    print(f"local store: encode {encode:.1f} us/span (deferred parts built), SQLite write "
+          f"{write:.1f} us/span ({len(spans) / (runs * NODES):.1f} spans per node)")
+    print(f"local store, encoding built spans again: orjson {encode_again['orjson']:.1f} us/span, "
+          f"standard json {encode_again['json']:.1f} us/span")
+    print(f"one span with its attributes (node around chat with a hop event): light "
+          f"{span_pair_us(sdk=False):.1f} us, SDK tracer {span_pair_us(sdk=True):.1f} us")
 
 
 if __name__ == "__main__":
