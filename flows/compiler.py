@@ -24,7 +24,7 @@ from tandemlm.core import ledger
 from tandemlm.core.context import TandemContext
 from tandemlm.core.ledger import NodeScope
 from tandemlm.core.node import Node, NodeCall, NodeResult
-from tandemlm.core.state import lookup, state_schema
+from tandemlm.core.state import BUILTIN_CHANNELS, lookup, state_schema
 from tandemlm.errors import BudgetExceededError, NodeExecutionError, SpecError, TandemError
 from tandemlm.flows.loader import load_flow
 from tandemlm.flows.spec import END, EdgeSpec, FlowSpec
@@ -92,7 +92,7 @@ class RunResult:
         return bool(self.large_models)
 
 
-def _wrap(name: str, node: Node, type_name: str) -> Any:
+def _wrap(name: str, node: Node, type_name: str, builtins: frozenset[str]) -> Any:
     declared = frozenset(node.writes())
     reads = frozenset(node.reads())
     span_name = f"node {name}"
@@ -122,7 +122,8 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
             except Exception as exc:  # a bug or library error inside the node: name the node
                 context.extras.setdefault(FAILED_NODE, name)
                 raise NodeExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
-            update, decision = _update(name, result, scope, declared, context.extras.get("run_id"))
+            update, decision = _update(name, result, scope, declared, context.extras.get("run_id"),
+                                       builtins)
             if decision and current.is_recording():
                 safely(set_attributes, current, _decision_attributes(name, decision))
             return update
@@ -132,11 +133,13 @@ def _wrap(name: str, node: Node, type_name: str) -> Any:
 
 
 def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str],
-            run_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            run_id: str | None = None, builtins: frozenset[str] = BUILTIN_CHANNELS,
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The state update of one node execution: its outputs plus its ledger entry.
 
     A write of ``answer`` also adds the answer to ``messages`` under one id per run, so a
-    later rewrite of the answer in the same run (citations, restore) replaces it.
+    later rewrite of the answer in the same run (citations, restore) replaces it. (Either
+    only where the flow's state has the channel: ``builtins``.)
     """
     if isinstance(result, NodeResult):
         outputs = result.outputs
@@ -153,9 +156,9 @@ def _update(name: str, result: Any, scope: NodeScope, declared: frozenset[str],
             name, f"returned undeclared output(s) {sorted(undeclared)}; declare them in outputs()"
         )
     update: dict[str, Any] = {**outputs, "ledger": [entry]}
-    if decision and decision.get("choice") is not None:
+    if decision and decision.get("choice") is not None and "choices" in builtins:
         update["choices"] = {name: str(decision["choice"])}
-    if "answer" in outputs:
+    if "answer" in outputs and "messages" in builtins:
         update["messages"] = [AIMessage(content=str(outputs["answer"] or ""),
                                         id=f"answer-{run_id}" if run_id else None)]
     return update, decision
@@ -219,10 +222,11 @@ def build_graph(checked: CheckedFlow) -> StateGraph[Any, TandemContext, Any, Any
     """The uncompiled LangGraph ``StateGraph`` of a checked flow (state schema generated
     from the nodes' declared outputs)."""
     spec = checked.spec
-    schema = state_schema(_identifier(spec.name), checked.channels, dict.fromkeys(checked.items))
+    schema = state_schema(_identifier(spec.name), checked.channels, dict.fromkeys(checked.items),
+                          checked.builtins)
     graph: StateGraph[Any, TandemContext, Any, Any] = StateGraph(schema, context_schema=TandemContext)
     for name, node in checked.nodes.items():
-        graph.add_node(name, _wrap(name, node, checked.node_types[name]))
+        graph.add_node(name, _wrap(name, node, checked.node_types[name], checked.builtins))
     for entry in spec.entries():
         graph.add_edge(START, entry)
     for edge in spec.edges:
@@ -279,6 +283,11 @@ class CompiledFlow:
         self._graph_json = runinfo.flow_graph_json(self.spec, checked.node_types)
         self._roles = {name: spec.role for name, spec in self.spec.models.items()}
         self._step_limit = self.spec.settings.step_limit() + len(self.spec.routes) * 4
+        # Single-writer outputs of a fresh run start as None rather than unset: LangGraph
+        # reads every channel of the state at every step and an unset one costs it an
+        # exception each time. (None reads as "not written" everywhere, as unset did.)
+        self._unset = dict.fromkeys(c for c, reducer in checked.channels.items()
+                                    if reducer is None and c != "answer")
 
     @property
     def name(self) -> str:
@@ -389,15 +398,14 @@ class CompiledFlow:
             raise SpecError("input", "the question is empty")
         if len(question) > MAX_INPUT_CHARS:
             raise SpecError("input", f"the question is longer than {MAX_INPUT_CHARS} characters")
-        initial: dict[str, Any] = {
-            "input": question,
-            "messages": [*history, HumanMessage(content=question)],
-            "variables": dict(variables or {}),
-            "answer": "",
-        }
+        initial: dict[str, Any] = {"input": question, "variables": dict(variables or {}), "answer": ""}
+        if "messages" in self.checked.builtins:  # a node reads the conversation
+            initial["messages"] = [*history, HumanMessage(content=question)]
         if thread_id:  # per-turn channels restart (None clears); messages carry over
             initial["ledger"] = None
             initial.update({c: None for c, reducer in self.checked.channels.items() if reducer})
+        else:  # a fresh run: every single-writer output starts as None (see _unset)
+            initial.update(self._unset)
         return initial
 
     def _config(self, thread_id: str | None) -> dict[str, Any]:
@@ -523,7 +531,9 @@ class CompiledFlow:
 
     def _result(self, state: dict[str, Any], run_id: str, seconds: float) -> RunResult:
         steps = ledger.entries(state)
-        outputs = {c: state[c] for c in self.checked.channels if c != "answer" and c in state}
+        written = {o for step in steps for o in step.get("outputs") or ()}
+        outputs = {c: state[c] for c in self.checked.channels  # None: never written (_unset)
+                   if c != "answer" and c in state and (state[c] is not None or c in written)}
         return RunResult(
             flow=self.spec.name,
             run_id=run_id,

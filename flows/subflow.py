@@ -290,8 +290,9 @@ class SubFlow(Node):
         question = render(self.input, state)
         variables = {**(state.get("variables") or {}),
                      **{k: render(t, state) for k, t in self.variables.items()}}
-        initial = {"input": question, "messages": [HumanMessage(content=question)],
-                   "variables": variables, "answer": ""}
+        initial: dict[str, Any] = {"input": question, "variables": variables, "answer": ""}
+        if "messages" in child.checked.builtins:
+            initial["messages"] = [HumanMessage(content=question)]
         limit = settings.step_limit() + len(child.spec.routes) * 4
         attrs = {A.FLOW: child.spec.name, A.RUN_ID: parent.extras.get("run_id"),
                  A.GEN_AI_OPERATION: "invoke_workflow", A.FLOW_GRAPH: child.graph_json}

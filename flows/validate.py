@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,10 @@ class CheckedFlow:
     successors: dict[str, set[str]]
     channels: dict[str, Any]  # declared output -> reducer (None: single writer)
     items: set[str]  # map-edge item names (each fanned-out run's own value)
+    # the built-in channels the flow's state has: LangGraph does work for every channel at
+    # every step, so ``messages`` (no node reads the conversation) and ``choices`` (no
+    # route) are left out when nothing would read them
+    builtins: frozenset[str] = BUILTIN_CHANNELS
 
 
 def _known(names: Iterable[str]) -> str:
@@ -196,7 +200,18 @@ def check(spec: FlowSpec) -> CheckedFlow:
         check_privacy(spec, nodes, successors)
     _check_writers(spec, nodes, successors)
     return CheckedFlow(spec=spec, nodes=nodes, node_types=types, successors=successors,
-                       channels=channels, items=items)
+                       channels=channels, items=items, builtins=_builtins(spec, nodes))
+
+
+def _builtins(spec: FlowSpec, nodes: Mapping[str, Node]) -> frozenset[str]:
+    """The built-in channels a flow needs: ``messages`` only when a node reads the
+    conversation, ``choices`` only when a route's conditional edge reads it."""
+    unused = set()
+    if not any("messages" in node.reads() for node in nodes.values()):
+        unused.add("messages")
+    if not spec.routes:
+        unused.add("choices")
+    return BUILTIN_CHANNELS - unused
 
 
 def _where(spec: FlowSpec, name: str) -> str:

@@ -74,10 +74,12 @@ RESERVED = BUILTIN_CHANNELS - {"answer"}  # names no node may declare as an outp
 
 
 def state_schema(name: str, channels: Mapping[str, Callable[[Any, Any], Any] | None],
-                 items: Mapping[str, Any] | None = None) -> type:
-    """A ``TypedDict`` with the built-in channels plus ``channels`` (name -> reducer or
-    ``None`` for a single-writer channel) and ``items`` (map-edge item names)."""
-    fields: dict[str, Any] = dict(FlowState.__annotations__)
+                 items: Mapping[str, Any] | None = None,
+                 builtins: frozenset[str] = BUILTIN_CHANNELS) -> type:
+    """A ``TypedDict`` with the built-in channels ``builtins`` (default: all) plus
+    ``channels`` (name -> reducer or ``None`` for a single-writer channel) and ``items``
+    (map-edge item names)."""
+    fields: dict[str, Any] = {k: v for k, v in FlowState.__annotations__.items() if k in builtins}
     for channel, reducer in channels.items():
         if channel in BUILTIN_CHANNELS:
             continue
