@@ -41,7 +41,8 @@ from tandemlm.telemetry.spans import later, set_attributes, span
 
 MAX_INPUT_CHARS = 200_000
 FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
-# context.extras key: (run context, scopes of its nodes), for the totals of a failed run
+# context.extras key: (id of the run's context, scopes of its nodes), for the totals of a
+# failed run (a sub-flow's context, which copies the extras, has another id)
 RUN_SCOPES = "tandem.run_scopes"
 
 
@@ -102,7 +103,7 @@ def _wrap(name: str, node: Node, type_name: str, builtins: frozenset[str]) -> An
         context = runtime.context
         scope = context.recorder.scope(name, type_name, state, reads)
         held = context.extras.get(RUN_SCOPES)
-        if held is not None and held[0] is context:  # a sub-flow's nodes roll up into their node
+        if held is not None and held[0] == id(context):  # a sub-flow's nodes roll up into their node
             held[1].append(scope)
         attrs = attrs_by_flow.get(context.flow)
         if attrs is None:
@@ -425,7 +426,9 @@ class CompiledFlow:
         run_id = uuid.uuid4().hex
         context = self.context(capture_content=capture_content)
         context.extras["run_id"] = run_id
-        context.extras[RUN_SCOPES] = (context, [])
+        # the context's id, not the context: a reference back to it would make every run a
+        # reference cycle (context, scopes, their states) left to the garbage collector
+        context.extras[RUN_SCOPES] = (id(context), [])
         attrs = {
             A.FLOW: self.spec.name,
             A.RUN_ID: run_id,
