@@ -40,6 +40,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
+from tandemlm.telemetry.current import current_span
 from tandemlm.telemetry.guard import safely
 
 try:  # the SDK's own value cleaning (sequences -> tuples, other objects -> str)
@@ -155,24 +156,32 @@ class LightSpan(trace.Span, ReadableSpan):
 
     LIGHT = True  # telemetry.spans tells light spans by this (without importing the SDK)
 
+    # the fields ReadableSpan reads, set directly (its __init__ would build a Resource);
+    # those every light span starts with are class attributes (fewer stores per span)
+    _kind = SpanKind.INTERNAL
+    _instrumentation_info = None
+    _links = ()
+    _status = _UNSET
+    _end_time: int | None = None
+    _events: list[Event] | tuple[()] = ()  # a list once the span has an event
+    _later: list[tuple[Later, int]] | None = None
+
     def __init__(self, target: Target, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: Mapping[str, Any] | None, start_time: int | None = None) -> None:
-        # the fields ReadableSpan reads, set directly (its __init__ would build a Resource)
         self._target = target
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = SpanKind.INTERNAL
-        self._instrumentation_info = None
         self._instrumentation_scope = target.scope
         self._resource = target.resource
         self._attributes: dict[str, Any] = clean(attributes)
-        self._events: list[Event] = []
-        self._links = ()
-        self._status = _UNSET
         self._start_time = start_time if start_time is not None else time.time_ns()
-        self._end_time: int | None = None
-        self._later: list[tuple[Later, int]] | None = None
+
+    def _event_list(self) -> list[Event]:
+        events = self._events
+        if type(events) is not list:
+            events = self._events = []
+        return events
 
     # -- read side (ReadableSpan): deferred parts are added on first read -----------------
     @property
@@ -214,9 +223,9 @@ class LightSpan(trace.Span, ReadableSpan):
                 limit = self._target.max_events
                 for name, event in events or ():
                     if limit is None or len(self._events) < limit:
-                        self._events.append(Event(name, clean(event), stamp))
-            # deferred events keep their place in time (before an exception event, say)
-            self._events.sort(key=_timestamp)
+                        self._event_list().append(Event(name, clean(event), stamp))
+            if len(self._events) > 1:  # deferred events keep their place in time
+                self._event_list().sort(key=_timestamp)
 
     def get_span_context(self) -> SpanContext:
         return self._context  # type: ignore[return-value]  # always set on a light span
@@ -236,7 +245,7 @@ class LightSpan(trace.Span, ReadableSpan):
                   timestamp: int | None = None) -> None:
         limit = self._target.max_events
         if self._end_time is None and (limit is None or len(self._events) < limit):
-            self._events.append(Event(name, clean(attributes), timestamp or time.time_ns()))
+            self._event_list().append(Event(name, clean(attributes), timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         """Links are not recorded on light spans (tandemlm records none)."""
@@ -284,7 +293,7 @@ def start(target: Target, name: str, attributes: Mapping[str, Any] | None = None
           start_time: int | None = None) -> trace.Span:
     """A light span, child of the current span (a non-recording one when the parent was
     not sampled, as the SDK's parent-based sampler decides)."""
-    parent = trace.get_current_span().get_span_context()
+    parent = current_span().get_span_context()
     ids = target.ids
     if parent.is_valid:
         span_context = SpanContext(parent.trace_id, ids.generate_span_id(), False,

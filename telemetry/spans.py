@@ -12,11 +12,11 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from tandemlm.telemetry import attributes as A
+from tandemlm.telemetry.current import attach_span, detach
 
 TRACER_NAME = "tandemlm"
 
@@ -125,7 +125,7 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
     def __enter__(self) -> Span:
         self._span = current = start_span(self._name, self._attributes)
         if current is not trace.INVALID_SPAN:
-            self._token = otel_context.attach(trace.set_span_in_context(current))
+            self._token = attach_span(current)
         return current
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -139,7 +139,7 @@ class span:  # used like a function: ``with span(name, attrs) as current:``
                 current.set_attribute(A.ERROR_TYPE, type(exc).__name__)
                 current.record_exception(exc)
         finally:
-            otel_context.detach(self._token)
+            detach(self._token)
             current.end()
 
 
