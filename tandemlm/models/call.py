@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ from tandemlm.routing.load import busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
+from tandemlm.telemetry.hops import hop_inputs
 from tandemlm.telemetry.spans import (
     NO_SPAN,
     later,
@@ -203,16 +204,21 @@ def _result_attributes(in_tok: int, out_tok: int, finish: str | None, cost: floa
 
 
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
-    """One ``tandem.hop`` event per earlier output the calling node reads: the sources are
-    found now (the state moves on), the events built when the span is exported."""
-    sources = call.scope.hops()
-    if not sources:
+    """One ``tandem.hop`` event per earlier output the calling node reads: the node's
+    inputs and the ledger are kept now (the state moves on), the hops found and the events
+    built when the span is exported."""
+    inputs = call.scope.hop_inputs()
+    if inputs is None:
         return
-    later(current, partial(_hop_events, sources, call.name, model, to_local, call.context.models))
+    later(current, partial(_hop_events, inputs, call.scope.reads, call.name, model, to_local,
+                           call.context.models))
 
 
-def _hop_events(sources: Sequence[Any], node: str, model: str, to_local: bool,
-                pool: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+def _hop_events(inputs: Mapping[str, Any], reads: Iterable[str], node: str, model: str,
+                to_local: bool, pool: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]] | None:
+    sources = hop_inputs(inputs, reads)
+    if not sources:
+        return None
     events = []
     for source in sources:
         from_local = True  # a node without a model ran here, in this process
