@@ -37,7 +37,7 @@ from tandemlm.nodes.routers.base import SMALL
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics, runinfo
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import later, set_attributes, span
+from tandemlm.telemetry.spans import NO_SPAN, later, set_attributes, span, tracing_active
 
 MAX_INPUT_CHARS = 200_000
 FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
@@ -109,7 +109,7 @@ def _wrap(name: str, node: Node, type_name: str, builtins: frozenset[str]) -> An
         if attrs is None:
             attrs = attrs_by_flow.setdefault(
                 context.flow, {A.NODE: name, A.NODE_TYPE: type_name, A.FLOW: context.flow})
-        with span(span_name, attrs) as current:
+        with span(span_name, attrs) if tracing_active() else NO_SPAN as current:
             try:
                 result = await node.run(state, NodeCall(name, context, scope))
             except BudgetExceededError as exc:

@@ -95,10 +95,16 @@ class NodeScope:
         """Add one model use (counted in the run totals; ``meta`` describes its reply).
         ``joules``: energy of local compute (its price is part of ``cost``); the usage
         gets a ``joules`` key once some energy was counted."""
-        counts = self.usage.setdefault(model, {})
-        for key, value in (("calls", calls), ("input_tokens", input_tokens),
-                           ("output_tokens", output_tokens), ("cost", cost), ("seconds", seconds)):
-            counts[key] = counts.get(key, 0) + value
+        counts = self.usage.get(model)
+        if counts is None:
+            self.usage[model] = counts = {"calls": calls, "input_tokens": input_tokens,
+                                          "output_tokens": output_tokens, "cost": cost, "seconds": seconds}
+        else:
+            counts["calls"] = counts.get("calls", 0) + calls
+            counts["input_tokens"] = counts.get("input_tokens", 0) + input_tokens
+            counts["output_tokens"] = counts.get("output_tokens", 0) + output_tokens
+            counts["cost"] = counts.get("cost", 0) + cost
+            counts["seconds"] = counts.get("seconds", 0) + seconds
         if joules:
             counts["joules"] = counts.get("joules", 0) + joules
         if large and model not in self.large:

@@ -123,9 +123,12 @@ class NodeResult:
     step: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NodeCall:
-    """What a node sees besides the state: its name, the run's context and its recorder scope."""
+    """What a node sees besides the state: its name, the run's context and its recorder scope.
+
+    Read-only by convention (one is made per node execution: not frozen, which would make
+    every construction slower)."""
 
     name: str
     context: TandemContext
