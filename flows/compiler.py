@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from tandemlm.nodes.routers.base import SMALL
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics, runinfo
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.spans import NO_SPAN, later, set_attributes, span, tracing_active
+from tandemlm.telemetry.spans import NO_SPAN, add_event, set_attributes, span, tracing_active
 
 MAX_INPUT_CHARS = 200_000
 FAILED_NODE = "tandem.failed_node"  # context.extras key: the first node that raised
@@ -452,14 +451,15 @@ class CompiledFlow:
                 safely(metrics.record_run, flow=self.spec.name,
                        escalations=context.recorder.escalations, status="error")
                 raise
+            result = self._result(state, run_id, time.perf_counter() - start)
             if run_span.is_recording():
-                safely(_record_run_span, run_span, state, self._roles, context.recorder.escalations)
+                safely(_record_run_span, run_span, result, self._roles, context.recorder.escalations)
                 if context.capture_content:  # after the run: a privacy filter's redactor is set
                     safely(set_attributes, run_span, content.run_content(
                         context.extras.get("redact"), state.get("input"), state.get("answer")))
             safely(metrics.record_run, flow=self.spec.name,
                    escalations=context.recorder.escalations, status="ok")
-        return self._result(state, run_id, time.perf_counter() - start)
+        return result
 
     async def _invoke(
         self, initial: dict[str, Any] | None, config: dict[str, Any], context: TandemContext,
@@ -565,16 +565,15 @@ def _record_failed_run(run_span: Any, context: TandemContext, roles: Mapping[str
     set_attributes(run_span, attributes)
 
 
-def _record_run_span(run_span: Any, state: dict[str, Any], roles: Mapping[str, str | None],
+def _record_run_span(run_span: Any, result: RunResult, roles: Mapping[str, str | None],
                      escalations: int) -> None:
-    """The run's totals and recovered errors, from its final ledger, when the span is exported."""
-    later(run_span, partial(_run_totals, {"ledger": list(state.get("ledger") or ())}, roles, escalations))
-
-
-def _run_totals(state: dict[str, Any], roles: Mapping[str, str | None], escalations: int) -> tuple[
-        dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-    return (runinfo.run_attributes(state, roles, escalations),
-            [(A.ERROR_EVENT, event) for event in runinfo.error_events(state)])
+    """The run's totals and recovered errors, from its result (the ledger's views are
+    worked out once, for both)."""
+    state = {"ledger": result.steps}
+    set_attributes(run_span, runinfo.run_attributes(state, roles, escalations, usage=result.usage,
+                                                    large=result.large_models))
+    for event in runinfo.error_events(state):
+        add_event(run_span, A.ERROR_EVENT, event)
 
 
 def compile_flow(

@@ -43,7 +43,9 @@ def flow_graph_json(spec: Any, node_types: Mapping[str, str] | None = None) -> s
     return json.dumps(flow_graph(spec, node_types), separators=(",", ":"))
 
 
-def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], escalations: int) -> dict[str, Any]:
+def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], escalations: int, *,
+                   usage: Mapping[str, Mapping[str, float]] | None = None,
+                   large: list[str] | None = None) -> dict[str, Any]:
     """Totals for the run span, read from the final state's ledger.
 
     Args:
@@ -51,10 +53,15 @@ def run_attributes(state: Mapping[str, Any], roles: Mapping[str, str | None], es
         roles: ``{model name: role}`` from the flow's model specs (kept for callers; the
             ledger already says which calls went to a large model).
         escalations: route decisions that chose the large model.
+        usage, large: the ledger's :func:`~tandemlm.core.ledger.usage` and
+            :func:`~tandemlm.core.ledger.large_models_called` when the caller has them
+            already (a run result); else worked out here.
     """
     steps = ledger.entries(state)
-    usage = ledger.usage(steps)
-    large = ledger.large_models_called(steps)
+    if usage is None:
+        usage = ledger.usage(steps)
+    if large is None:
+        large = ledger.large_models_called(steps)
     totals: dict[str, float] = {}
     for counts in usage.values():
         for key, value in counts.items():

@@ -183,11 +183,6 @@ async def call_model(
     )
 
 
-_HOP_KEYS = (A.HOP_FIELD, A.HOP_FROM_NODE, A.HOP_TO_NODE, A.HOP_FROM_MODEL, A.HOP_TO_MODEL,
-             A.HOP_CHARS, A.HOP_TOKENS, A.HOP_FROM_LOCAL, A.HOP_TO_LOCAL, A.HOP_LOCAL_TO_REMOTE,
-             A.HOP_REDACTIONS)
-
-
 def _result_attributes(in_tok: int, out_tok: int, finish: str | None, cost: float, joules: float,
                        confidence: Any, response_model: Any) -> tuple[dict[str, Any], None]:
     """The ``chat`` span's attributes about the reply (built when the span is exported)."""
@@ -227,10 +222,18 @@ def _hop_events(inputs: Mapping[str, Any], reads: Iterable[str], node: str, mode
                 from_local = pool.entry(source.model).spec.local
             except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
                 from_local = True
-        events.append((A.HOP_EVENT, dict(zip(_HOP_KEYS, (
-            source.field, source.node, node, source.model, model, source.chars, source.tokens,
-            from_local, to_local, from_local and not to_local, source.redactions,
-        ), strict=True))))
+        # None values left out here (valid attribute values only: no cleaning needed later)
+        event = {A.HOP_FIELD: source.field, A.HOP_FROM_NODE: source.node, A.HOP_TO_NODE: node}
+        if source.model is not None:
+            event[A.HOP_FROM_MODEL] = source.model
+        event.update({
+            A.HOP_TO_MODEL: model, A.HOP_CHARS: source.chars, A.HOP_TOKENS: source.tokens,
+            A.HOP_FROM_LOCAL: from_local, A.HOP_TO_LOCAL: to_local,
+            A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
+        })
+        if source.redactions is not None:
+            event[A.HOP_REDACTIONS] = source.redactions
+        events.append((A.HOP_EVENT, event))
     return {A.HOP_COUNT: len(sources)}, events
 
 
