@@ -51,8 +51,9 @@ except ImportError:  # pragma: no cover  an SDK without it: keep what JSON can s
 
 log = logging.getLogger("tandemlm.telemetry")
 _SETTLING = threading.Lock()
-# deferred span content: () -> (attributes or None, [(event name, attributes)] or None)
-Later = Callable[[], "tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]] | None] | None"]
+# deferred span content: (*args) -> (attributes or None, [(event name, attributes)] or None)
+Later = Callable[..., "tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]] | None] | None"]
+_Deferred = tuple[Later, tuple[Any, ...], int]  # a deferred builder: (build, args, stamp)
 _PLAIN = (str, int, float, bool)
 _PLAIN_TYPES = frozenset(_PLAIN)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -164,7 +165,7 @@ class LightSpan(trace.Span, ReadableSpan):
     _status = _UNSET
     _end_time: int | None = None
     _events: list[Event] | tuple[()] = ()  # a list once the span has an event
-    _later: list[tuple[Later, int]] | None = None
+    _later: _Deferred | list[_Deferred] | None = None  # None, one builder, or a list of them
 
     def __init__(self, target: Target, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: Mapping[str, Any] | None, start_time: int | None = None) -> None:
@@ -198,14 +199,19 @@ class LightSpan(trace.Span, ReadableSpan):
         self.settle()
         return super().to_json(indent)
 
-    def defer(self, build: Later) -> None:
-        """Add ``build()``'s ``(attributes, [(event name, event attributes), ...])`` when the
-        span is first read (events stamped now). ``build`` must only use data that no longer
-        changes; if it raises, the failure is logged once and the span goes without."""
+    def defer(self, build: Later, *args: Any) -> None:
+        """Add ``build(*args)``'s ``(attributes, [(event name, event attributes), ...])``
+        when the span is first read (events stamped now). ``build`` must only use data that
+        no longer changes; if it raises, the failure is logged once and the span goes without."""
         if self._end_time is None:
-            if self._later is None:
-                self._later = []
-            self._later.append((build, time.time_ns()))
+            entry: _Deferred = (build, args, time.time_ns())
+            later = self._later
+            if later is None:  # the usual case, one builder: kept without a list
+                self._later = entry
+            elif isinstance(later, list):
+                later.append(entry)
+            else:
+                self._later = [later, entry]
 
     def settle(self) -> None:
         """Run the deferred builders (once; safe from several threads)."""
@@ -213,8 +219,9 @@ class LightSpan(trace.Span, ReadableSpan):
             return
         with _SETTLING:
             later, self._later = self._later, None
-            for build, stamp in later or ():
-                built = safely(build)
+            entries: Sequence[_Deferred] = later if isinstance(later, list) else (later,) if later else ()
+            for build, args, stamp in entries:
+                built = safely(build, *args)
                 if not built:
                     continue
                 attributes, events = built

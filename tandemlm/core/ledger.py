@@ -87,7 +87,7 @@ class NodeScope:
         self.last: dict[str, Any] | None = None  # meta of the last model reply
         self.errors: list[dict[str, Any]] = []
         self.degraded = False
-        self._hops: dict[str, Any] | None = None
+        self._hops: list[Any] | None = None
 
     def record(self, model: str, *, large: bool, input_tokens: int = 0, output_tokens: int = 0,
                cost: float = 0.0, seconds: float = 0.0, calls: int = 1,
@@ -124,15 +124,15 @@ class NodeScope:
             if model not in self.large:
                 self.large.append(model)
 
-    def hop_inputs(self) -> Mapping[str, Any] | None:
-        """What this node's cross-model hops are worked out from (its declared inputs and
-        the ledger, as the node received them), or ``None`` when no node has written
-        anything yet. A small copy: tracing keeps it with the span and finds the hops
-        (:func:`tandemlm.telemetry.hops.hop_inputs`) when the span is exported."""
+    def hops(self) -> list[Any]:
+        """Earlier outputs (produced by other nodes) this node reads: cross-model hops.
+        Found when asked (the state moves on), as small tuples: a span keeps them until it
+        is exported, and they hold nothing of the state or the ledger."""
         if self._hops is None:
-            ledger = self.state.get(LEDGER)
-            self._hops = {LEDGER: ledger, **{f: self.state.get(f) for f in self.reads}} if ledger else {}
-        return self._hops or None
+            from tandemlm.telemetry.hops import hop_inputs
+
+            self._hops = hop_inputs(self.state, self.reads)
+        return self._hops
 
     def entry(self, outputs: Iterable[str], *, decision: dict[str, Any] | None = None,
               credit: str | None = None, meta: Mapping[str, dict[str, Any]] | None = None,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -16,10 +16,10 @@ from tandemlm.routing.load import busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
-from tandemlm.telemetry.hops import hop_inputs
 from tandemlm.telemetry.spans import (
     NO_SPAN,
     later,
+    set_attributes,
     span,
     start_span,
     tracing_active,
@@ -167,8 +167,9 @@ async def call_model(
             meta={"confidence": confidence, "finish_reason": finish, "output_tokens": out_tok},
         )
         if recording:
-            safely(later, current, partial(_result_attributes, in_tok, out_tok, finish, cost, joules,
-                                           confidence, meta.get("model_name") or meta.get("model")))
+            safely(set_attributes, current, _result_attributes(
+                in_tok, out_tok, finish, cost, joules, confidence,
+                meta.get("model_name") or meta.get("model")))
         if capture:
             _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
         safely(
@@ -183,37 +184,39 @@ async def call_model(
     )
 
 
+@lru_cache(maxsize=64)
+def _finish_reasons(finish: str) -> tuple[str]:
+    """One shared tuple per finish reason: spans waiting for export keep no tuple of their
+    own for the garbage collector to visit."""
+    return (finish,)
+
+
 def _result_attributes(in_tok: int, out_tok: int, finish: str | None, cost: float, joules: float,
-                       confidence: Any, response_model: Any) -> tuple[dict[str, Any], None]:
-    """The ``chat`` span's attributes about the reply (built when the span is exported)."""
+                       confidence: Any, response_model: Any) -> dict[str, Any]:
+    """The ``chat`` span's attributes about the reply."""
     return {
         A.GEN_AI_INPUT_TOKENS: in_tok,
         A.GEN_AI_OUTPUT_TOKENS: out_tok,
-        A.GEN_AI_FINISH_REASONS: (finish,) if finish else None,
+        A.GEN_AI_FINISH_REASONS: _finish_reasons(finish) if finish else None,
         A.COST: cost,
         A.ENERGY_JOULES: joules or None,
         A.CONFIDENCE_MEAN: confidence["mean_prob"] if confidence else None,
         A.CONFIDENCE_MIN: confidence["min_prob"] if confidence else None,
         A.GEN_AI_RESPONSE_MODEL: response_model,
-    }, None
+    }
 
 
 def _record_hops(call: NodeCall, model: str, to_local: bool, current: Any) -> None:
-    """One ``tandem.hop`` event per earlier output the calling node reads: the node's
-    inputs and the ledger are kept now (the state moves on), the hops found and the events
-    built when the span is exported."""
-    inputs = call.scope.hop_inputs()
-    if inputs is None:
-        return
-    later(current, partial(_hop_events, inputs, call.scope.reads, call.name, model, to_local,
-                           call.context.models))
-
-
-def _hop_events(inputs: Mapping[str, Any], reads: Iterable[str], node: str, model: str,
-                to_local: bool, pool: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]] | None:
-    sources = hop_inputs(inputs, reads)
+    """One ``tandem.hop`` event per earlier output the calling node reads: the sources are
+    found now (the state moves on), the events built when the span is exported."""
+    sources = call.scope.hops()
     if not sources:
-        return None
+        return
+    later(current, _hop_events, sources, call.name, model, to_local, call.context.models)
+
+
+def _hop_events(sources: Sequence[Any], node: str, model: str, to_local: bool,
+                pool: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     events = []
     for source in sources:
         from_local = True  # a node without a model ran here, in this process

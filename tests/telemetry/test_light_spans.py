@@ -178,6 +178,19 @@ def test_deferred_parts_are_added_when_the_span_is_read(spans: Any) -> None:
     assert '"late.count": 2' in finished.to_json()
 
 
+def test_several_deferred_parts_with_arguments_are_built_in_order(spans: Any) -> None:
+    def part(key: str, value: int) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        return {key: value}, [(f"event.{key}", {"v": value})]
+
+    current = S.start_span("deferred", {"a": 1})
+    for i, key in enumerate(("x", "y", "z")):
+        S.later(current, part, key, i)
+    current.end()
+    (finished,) = spans.get_finished_spans()
+    assert dict(finished.attributes) == {"a": 1, "x": 0, "y": 1, "z": 2}
+    assert [e.name for e in finished.events] == ["event.x", "event.y", "event.z"]
+
+
 def test_a_failing_deferred_part_is_logged_and_the_span_kept(
     spans: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
