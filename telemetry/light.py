@@ -54,8 +54,7 @@ _SETTLING = threading.Lock()
 # deferred span content: (*args) -> (attributes or None, [(event name, attributes)] or None)
 Later = Callable[..., "tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]] | None] | None"]
 _Deferred = tuple[Later, tuple[Any, ...], int]  # a deferred builder: (build, args, stamp)
-_PLAIN = (str, int, float, bool)
-_PLAIN_TYPES = frozenset(_PLAIN)
+_PLAIN_TYPES = frozenset((str, int, float, bool))
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
@@ -65,20 +64,19 @@ def clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     objects as strings (what the SDK does, without its per-value locking)."""
     if not attributes:
         return {}
-    # the usual case, checked in C: plain values only (after dropping None)
+    # the usual case, checked in C: plain values only
     if _PLAIN_TYPES.issuperset(map(type, attributes.values())):
         return dict(attributes)
-    out = {k: v for k, v in attributes.items() if v is not None}
-    if _PLAIN_TYPES.issuperset(map(type, out.values())):
-        return out
-    attributes, out = out, {}
+    out = {}
     for key, value in attributes.items():
-        if value is None:
-            continue
         kind = type(value)
-        if kind in _PLAIN:
+        if kind in _PLAIN_TYPES:
             out[key] = value
-        elif (kind is tuple or kind is list) and all(type(item) is str for item in value):
+        elif value is None:
+            continue
+        elif kind is tuple and all(type(item) is str for item in value):
+            out[key] = value
+        elif kind is list and all(type(item) is str for item in value):
             out[key] = tuple(value)
         else:
             value = _sdk_clean(value, None)
@@ -242,7 +240,7 @@ class LightSpan(trace.Span, ReadableSpan):
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if self._end_time is None and value is not None:
-            self._attributes[key] = value if type(value) in _PLAIN else _sdk_clean(value, None)
+            self._attributes[key] = value if type(value) in _PLAIN_TYPES else _sdk_clean(value, None)
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if self._end_time is None:
@@ -305,7 +303,8 @@ def start(target: Target, name: str, attributes: Mapping[str, Any] | None = None
     if parent.is_valid:
         span_context = SpanContext(parent.trace_id, ids.generate_span_id(), False,
                                    _SAMPLED, parent.trace_state)
-        if target.parent_based and not parent.trace_flags.sampled:
+        flags = parent.trace_flags  # (ours are the one _SAMPLED object: no flag test needed)
+        if target.parent_based and flags is not _SAMPLED and not flags.sampled:
             return trace.NonRecordingSpan(SpanContext(
                 parent.trace_id, span_context.span_id, False, parent.trace_flags, parent.trace_state))
         return LightSpan(target, name, span_context, parent, attributes, start_time)
