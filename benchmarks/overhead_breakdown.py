@@ -12,6 +12,8 @@ repeats of ``--runs`` runs of the 10-node chain in ``benchmarks/overhead.py``):
   exported, so what is left of them here is capturing their inputs;
 - one span (a ``node`` span around a ``chat`` span with tandemlm's attributes and a hop
   event), recorded as a light span and through the SDK tracer;
+- the objects the garbage collector tracks that a run's finished spans keep alive while
+  they wait for export;
 - the local store per span: encoding a finished span into rows (with orjson and with the
   standard library's json), and writing them to SQLite.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import tempfile
@@ -59,9 +62,11 @@ class Drop(SpanProcessor):
         pass
 
 
-def generated_schema_graph(model: Any) -> Any:
-    """The hand-written chain, but over the state schema a tandemlm flow of it generates."""
-    graph = StateGraph(state_schema("Chain", {f"s{i}": None for i in range(NODES)}))
+def generated_schema_graph(model: Any, flow: Any) -> Any:
+    """The hand-written chain, but over the state schema tandemlm generates for ``flow``
+    (the same chain as a flow: its outputs and the built-in channels it needs)."""
+    checked = flow.checked
+    graph: Any = StateGraph(state_schema("Chain", checked.channels, builtins=checked.builtins))
 
     def make(i: int) -> Any:
         async def node(state: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +140,37 @@ def _tracing_pieces() -> dict[str, list[_Swap]]:
     }
 
 
+class Hold(SpanProcessor):
+    """Keeps every finished span, as a batch processor's queue does until it exports."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+async def retained_per_run(flow: Any, runs: int = 100) -> float:
+    """Objects the garbage collector tracks that a run's finished spans keep alive while
+    they wait for export (each is visited by every collection until then), per run."""
+    hold = Hold()
+    hub().add(hold)
+    try:
+        await flow.arun("warm up")
+        hold.spans.clear()
+        gc.collect()
+        gc.disable()
+        try:
+            before = len(gc.get_objects())
+            for _ in range(runs):
+                await flow.arun("question")
+            return (len(gc.get_objects()) - before) / runs
+        finally:
+            gc.enable()
+    finally:
+        hub().remove(hold)
+
+
 async def _time(fn: Callable[[], Awaitable[Any]], runs: int) -> float:
     start = time.process_time()
     for _ in range(runs):
@@ -150,8 +186,11 @@ async def main() -> None:
     runs, reps = args.runs, args.repeats
     model = fake()
     raw = raw_graph(model, NODES)
-    generated = generated_schema_graph(model)
     flow = compile_flow(tandem_spec(NODES), models={"slm": model})
+    generated = generated_schema_graph(model, flow)
+    # what a flow's run starts from: the input, no run variables, outputs not written yet
+    initial: dict[str, Any] = {"input": "question", "variables": {}, "answer": "",
+                               **dict.fromkeys(c for c in flow.checked.channels if c != "answer")}
     pieces = _tracing_pieces()
     drop = Drop()
     samples: dict[str, list[float]] = {}
@@ -164,7 +203,7 @@ async def main() -> None:
         results = {
             "raw LangGraph": await _time(lambda: raw.ainvoke({"input": "question", "vars": {}}), runs),
             "LangGraph, generated schema": await _time(
-                lambda: generated.ainvoke({"input": "question", "ledger": None}), runs),
+                lambda: generated.ainvoke(initial), runs),
             "tandemlm untraced": await _time(lambda: flow.arun("question"), runs),
         }
         hub().add(drop)
@@ -235,6 +274,8 @@ async def main() -> None:
           f"{write:.1f} us/span ({len(spans) / (runs * NODES):.1f} spans per node)")
     print(f"local store, encoding built spans again: orjson {encode_again['orjson']:.1f} us/span, "
           f"standard json {encode_again['json']:.1f} us/span")
+    print(f"objects tracked by the garbage collector that a run's spans keep until export: "
+          f"{await retained_per_run(flow):.0f} per run")
     print(f"one span with its attributes (node around chat with a hop event): light "
           f"{span_pair_us(sdk=False):.1f} us, SDK tracer {span_pair_us(sdk=True):.1f} us")
 
