@@ -103,7 +103,6 @@ _NO_ENDING = frozenset({  # None: an SDK without the hook
     getattr(SpanProcessor, "_on_ending", None), getattr(BatchSpanProcessor, "_on_ending", None),
     getattr(SimpleSpanProcessor, "_on_ending", None), None,
 })
-_cache: tuple[Any, Any, Any, Target | None] = (None, None, None, None)
 
 
 def _ignores_starts(processor: Any, hub: Any) -> bool:
@@ -115,11 +114,8 @@ def _ignores_starts(processor: Any, hub: Any) -> bool:
 
 def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | None:
     """Where light spans go for ``provider`` (its active processors ``processors``, and
-    tandemlm's ``hub``), or ``None`` when spans must go through the SDK tracer."""
-    global _cache
-    hub_processors = hub.processors if hub is not None else None
-    if _cache[0] is provider and _cache[1] is processors and _cache[2] is hub_processors:
-        return _cache[3]
+    tandemlm's ``hub``), or ``None`` when spans must go through the SDK tracer. (Its
+    caller, ``telemetry.spans``, keeps the answer until the processors change.)"""
     found: Target | None = None
     limits = getattr(provider, "_span_limits", None)
     sampler = getattr(provider, "sampler", None)
@@ -141,7 +137,6 @@ def target(provider: Any, processors: tuple[Any, ...], hub: Any) -> Target | Non
             max_attributes=getattr(limits, "max_span_attributes", None),
             max_events=getattr(limits, "max_events", None),
         )
-    _cache = (provider, processors, hub_processors, found)
     return found
 
 
@@ -217,8 +212,9 @@ class LightSpan(trace.Span, ReadableSpan):
             return
         with _SETTLING:
             later, self._later = self._later, None
-            entries: Sequence[_Deferred] = later if isinstance(later, list) else (later,) if later else ()
-            for build, args, stamp in entries:
+            if later is None:  # another thread settled the span meanwhile
+                return
+            for build, args, stamp in later if isinstance(later, list) else (later,):
                 built = safely(build, *args)
                 if not built:
                     continue

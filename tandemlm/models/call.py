@@ -27,6 +27,7 @@ from tandemlm.telemetry.spans import (
 
 if TYPE_CHECKING:
     from tandemlm.core.node import NodeCall
+    from tandemlm.models.pool import PoolEntry
 
 
 @dataclass
@@ -225,17 +226,11 @@ def _hop_events(sources: Sequence[Any], node: str, model: str, to_local: bool,
                 from_local = pool.entry(source.model).spec.local
             except Exception:  # noqa: BLE001  an unknown producer model must not fail the call
                 from_local = True
-        # None values left out here (valid attribute values only: no cleaning needed later)
-        event = {A.HOP_FIELD: source.field, A.HOP_FROM_NODE: source.node, A.HOP_TO_NODE: node}
-        if source.model is not None:
-            event[A.HOP_FROM_MODEL] = source.model
-        event.update({
-            A.HOP_TO_MODEL: model, A.HOP_CHARS: source.chars, A.HOP_TOKENS: source.tokens,
-            A.HOP_FROM_LOCAL: from_local, A.HOP_TO_LOCAL: to_local,
-            A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
-        })
-        if source.redactions is not None:
-            event[A.HOP_REDACTIONS] = source.redactions
+        event = {A.HOP_FIELD: source.field, A.HOP_FROM_NODE: source.node, A.HOP_TO_NODE: node,
+                 A.HOP_FROM_MODEL: source.model, A.HOP_TO_MODEL: model, A.HOP_CHARS: source.chars,
+                 A.HOP_TOKENS: source.tokens, A.HOP_FROM_LOCAL: from_local,
+                 A.HOP_TO_LOCAL: to_local, A.HOP_LOCAL_TO_REMOTE: from_local and not to_local,
+                 A.HOP_REDACTIONS: source.redactions}
         events.append((A.HOP_EVENT, event))
     return {A.HOP_COUNT: len(sources)}, events
 
@@ -298,39 +293,34 @@ def record_model_use(
         output_tokens=output_tokens, cost=cost, seconds=seconds,
         meta={"confidence": None, "finish_reason": finish_reason, "output_tokens": output_tokens},
     )
-    provider, request_model = entry.provider, entry.request_model
     if tracing_active():
-        safely(_use_span, call, model, spec, request_model, input_tokens, output_tokens,
+        safely(_use_span, call, model, entry, input_tokens, output_tokens,
                cost, joules, seconds, started_ns, finish_reason, attributes)
     safely(
         metrics.record_call,
-        flow=call.context.flow, model=model, provider=provider, request_model=request_model,
+        flow=call.context.flow, model=model, provider=entry.provider, request_model=entry.request_model,
         seconds=seconds, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost,
     )
 
 
-def _use_span(call: NodeCall, model: str, spec: Any, request_model: str,
+def _use_span(call: NodeCall, model: str, entry: PoolEntry,
               input_tokens: int, output_tokens: int, cost: float, joules: float, seconds: float,
               started_ns: int | None, finish_reason: str | None,
               attributes: Mapping[str, Any] | None) -> None:
     end_ns = time.time_ns()
     start_ns = started_ns if started_ns is not None else end_ns - int(seconds * 1e9)
     attrs = {
-        **call.context.models.entry(model).chat_attributes,
+        **entry.chat_attributes,
         A.GEN_AI_TEMPERATURE: None,  # token-level engines decode with their own settings
         A.GEN_AI_MAX_TOKENS: None,
         A.NODE: call.name,
         A.FLOW: call.context.flow,
-        A.GEN_AI_INPUT_TOKENS: input_tokens,
-        A.GEN_AI_OUTPUT_TOKENS: output_tokens,
-        A.GEN_AI_FINISH_REASONS: [finish_reason] if finish_reason else None,
-        A.COST: cost,
-        A.ENERGY_JOULES: joules or None,
+        **_result_attributes(input_tokens, output_tokens, finish_reason, cost, joules, None, None),
         **(attributes or {}),
     }
-    current = start_span(f"chat {request_model}", attrs, start_time=start_ns)
+    current = start_span(f"chat {entry.request_model}", attrs, start_time=start_ns)
     try:
         if current.is_recording():
-            _record_hops(call, model, spec.local, current)
+            _record_hops(call, model, entry.spec.local, current)
     finally:
         current.end(end_time=end_ns)
