@@ -3,13 +3,13 @@
 Prints, in microseconds per node (process CPU time, best of ``--repeats`` interleaved
 repeats of ``--runs`` runs of the 10-node chain in ``benchmarks/overhead.py``):
 
-- LangGraph alone with the state schema tandemlm generates (one channel per output plus
-  the built-in ones) against the hand-written two-channel graph;
+- LangGraph alone with the state schema tandemlm generates for the chain (one channel per
+  output plus the built-ins it needs) against the hand-written two-channel graph;
 - tracing with a span processor that drops every span (what recording costs before any
   export), then the same with one piece switched off at a time: hop events, the run
   span's totals, the ``node`` span, the ``chat`` span (with its hops and attributes);
-  hop events, run totals and the ``chat`` span's reply attributes are built when a span is
-  exported, so what is left of them here is capturing their inputs;
+  hop events are built when a span is exported, so what is left of them here is finding
+  their sources;
 - one span (a ``node`` span around a ``chat`` span with tandemlm's attributes and a hop
   event), recorded as a light span and through the SDK tracer;
 - the objects the garbage collector tracks that a run's finished spans keep alive while
