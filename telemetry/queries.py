@@ -30,7 +30,7 @@ from typing import Any
 from tandemlm._sqlite import connect, retry_locked, transaction
 from tandemlm.models.prices import EnergyPrices, energy_prices, wh
 from tandemlm.telemetry import attributes as A
-from tandemlm.telemetry.store import TraceStore
+from tandemlm.telemetry.store import CHUNK_ROWS, TraceStore
 
 __all__ = [
     "Calibration",
@@ -72,20 +72,20 @@ def _attr(name: str) -> str:
 
 _SYNC = [
     f"""INSERT OR REPLACE INTO run_text (trace_id, question)
-    SELECT trace_id, {_attr(A.RUN_INPUT)} FROM spans
-    WHERE rowid > ?1 AND rowid <= ?2 AND parent_id IS NULL AND instr(attributes, '"{A.RUN_INPUT}"')""",
+    SELECT trace_id, {_attr(A.RUN_INPUT)} FROM {{rows}}
+    WHERE parent_id IS NULL AND instr(attributes, '"{A.RUN_INPUT}"')""",
     f"""INSERT OR REPLACE INTO decisions
     SELECT trace_id, span_id, {_attr(A.FLOW)}, COALESCE({_attr(A.ROUTE)}, substr(name, 6)),
            {_attr(A.ROUTER_TYPE)}, {_attr(A.ROUTER_SCORE)}, {_attr(A.ROUTER_THRESHOLD)},
            {_attr(A.ROUTER_CHOICE)}, start_ns
-    FROM spans WHERE rowid > ?1 AND rowid <= ?2 AND instr(attributes, '"{A.ROUTER_SCORE}"')
+    FROM {{rows}} WHERE instr(attributes, '"{A.ROUTER_SCORE}"')
       AND {_attr(A.ROUTER_SCORE)} IS NOT NULL""",
     f"""INSERT OR REPLACE INTO calls
     SELECT trace_id, span_id, {_attr(A.FLOW)}, {_attr(A.NODE)},
            COALESCE({_attr(A.MODEL)}, {_attr(A.GEN_AI_REQUEST_MODEL)}, substr(name, 6)),
            start_ns, end_ns - start_ns, {_attr(A.GEN_AI_INPUT_TOKENS)},
            {_attr(A.GEN_AI_OUTPUT_TOKENS)}, {_attr(A.COST)}, status
-    FROM spans WHERE rowid > ?1 AND rowid <= ?2 AND name LIKE 'chat %'
+    FROM {{rows}} WHERE name LIKE 'chat %'
       AND {_attr(A.GEN_AI_OPERATION)} = 'chat'""",
 ]
 
@@ -97,12 +97,20 @@ def _connect(store: TraceStore) -> sqlite3.Connection:
 _READY: set[str] = set()  # stores whose derived tables exist (per process)
 
 
+# where sync reads new spans from: table -> the span rows of its rows ?1 < rowid <= ?2
+_SOURCES = {
+    "spans": "(SELECT * FROM spans WHERE rowid > ?1 AND rowid <= ?2)",
+    "span_chunks": f"({CHUNK_ROWS.format(where='WHERE c.rowid > ?1 AND c.rowid <= ?2')})",
+}
+
+
 def sync(store: TraceStore) -> int:
     """Index spans stored since the last sync into the derived tables; returns how many
-    span rows were scanned (0 when up to date).
+    rows (spans, or chunks of spans) were scanned (0 when up to date).
 
-    Span rows are read by ``rowid``: SQLite gives each new row a larger one and writers
-    commit one at a time, so every sync sees a complete prefix of what was written.
+    Rows are read by ``rowid``, per table (:data:`_SOURCES`): SQLite gives each new row a
+    larger one and writers commit one at a time, so every sync sees a complete prefix of
+    what was written.
     """
     db = _connect(store)
     try:
@@ -110,21 +118,28 @@ def sync(store: TraceStore) -> int:
         if key not in _READY:
             retry_locked(lambda: db.executescript(_SCHEMA))
             _READY.add(key)
-        done = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
-        last = db.execute("SELECT max(rowid) FROM spans").fetchone()[0] or 0
-        if done is not None and done[0] >= last:
+        if all(_synced(db, table) for table in _SOURCES):
             return 0
+        scanned = 0
         with transaction(db):  # one reader indexes at a time; the others find it done
-            row = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
-            low = row[0] if row else 0
-            high = db.execute("SELECT max(rowid) FROM spans").fetchone()[0] or 0
-            if high > low:
-                for sql in _SYNC:
-                    db.execute(sql, (low, high))
-                db.execute("INSERT OR REPLACE INTO derived_state VALUES ('spans', ?)", (high,))
-        return max(0, high - low)
+            for table, rows in _SOURCES.items():
+                row = db.execute("SELECT value FROM derived_state WHERE name = ?", (table,)).fetchone()
+                low = row[0] if row else 0
+                high = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+                if high > low:
+                    for sql in _SYNC:
+                        db.execute(sql.format(rows=rows), (low, high))
+                    db.execute("INSERT OR REPLACE INTO derived_state VALUES (?, ?)", (table, high))
+                    scanned += high - low
+        return scanned
     finally:
         db.close()
+
+
+def _synced(db: sqlite3.Connection, table: str) -> bool:
+    done = db.execute("SELECT value FROM derived_state WHERE name = ?", (table,)).fetchone()
+    last = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+    return done is not None and done[0] >= last
 
 
 # -- time ----------------------------------------------------------------------------------
@@ -284,7 +299,7 @@ SELECT json_group_array(json_object(
     'start_ns', start_ns, 'end_ns', end_ns, 'status', status, 'status_message', status_message,
     'attributes', json(COALESCE(attributes, '{}')), 'events', json(COALESCE(events, '[]')),
     'resource', json(COALESCE(resource, '{}'))))
-FROM (SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, end_ns DESC)
+FROM (SELECT * FROM span_rows WHERE trace_id = ? ORDER BY start_ns, end_ns DESC)
 """
 
 

@@ -154,11 +154,12 @@ def enable_tracing(
     """
     handle = TracingHandle()
     targets: list[Any] = list(exporters or [])
+    processors: list[SpanProcessor] = []
     if store is not None:
-        from tandemlm.telemetry.store import SQLiteSpanExporter
+        from tandemlm.telemetry.writer import TraceWriter
 
         handle.store = Path(store)
-        targets.append(SQLiteSpanExporter(store))
+        processors.append(TraceWriter(store))  # batches by run itself
     if otlp_endpoint:
         from tandemlm._extras import needs_extra
 
@@ -168,7 +169,7 @@ def enable_tracing(
         targets.append(OTLPSpanExporter(endpoint=otlp_endpoint, timeout=5))
     # A deep queue so bursts (hundreds of runs a second with fast models) are stored, not
     # dropped; the processor still never blocks a flow (a full queue drops and logs).
-    processors: list[SpanProcessor] = [
+    processors += [
         BatchSpanProcessor(
             t, schedule_delay_millis=1000, max_queue_size=65_536, max_export_batch_size=2_048
         )

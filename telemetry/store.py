@@ -1,9 +1,16 @@
 """The local trace store: spans in SQLite (WAL), one row per run for fast listing.
 
-:class:`SQLiteSpanExporter` is an OpenTelemetry ``SpanExporter``; use it behind a
-``BatchSpanProcessor`` so flows never wait for disk. It never raises: a failing export is
-logged and dropped. :class:`TraceStore` reads and writes the database (the CLI and the
-viewer read it; the OTLP receiver writes spans other processes send).
+Spans are stored in two tables, read as one (the ``span_rows`` view):
+
+- ``span_chunks``: the spans tandemlm records, one row per run (a JSON array of spans,
+  :func:`encode_chunk`): one insert per run instead of one per span, which is most of what
+  storing a trace cost (``tandemlm.telemetry.writer`` writes them);
+- ``spans``: one row per span, for spans other processes send (the OTLP receiver) and
+  stores written by versions before 0.9.
+
+:class:`SQLiteSpanExporter` is an OpenTelemetry ``SpanExporter`` for use behind a
+``BatchSpanProcessor``. It never raises: a failing export is logged and dropped.
+:class:`TraceStore` reads and writes the database (the CLI and the viewer read it).
 """
 
 from __future__ import annotations
@@ -45,7 +52,27 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_start ON runs (start_ns DESC);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, start_ns DESC);
+CREATE TABLE IF NOT EXISTS span_chunks (trace_id TEXT NOT NULL, spans TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS span_chunks_trace ON span_chunks (trace_id);
 """
+# A chunk's spans as rows with the columns of the spans table: each span is the JSON array
+# [span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, attributes,
+# events, resource] (see encode_chunk); ``{where}`` restricts the chunks read.
+CHUNK_ROWS = """
+SELECT c.trace_id AS trace_id, json_extract(s.value, '$[0]') AS span_id,
+    json_extract(s.value, '$[1]') AS parent_id, json_extract(s.value, '$[2]') AS name,
+    json_extract(s.value, '$[3]') AS kind, json_extract(s.value, '$[4]') AS start_ns,
+    json_extract(s.value, '$[5]') AS end_ns, json_extract(s.value, '$[6]') AS status,
+    json_extract(s.value, '$[7]') AS status_message,
+    COALESCE(json_extract(s.value, '$[8]'), '{{}}') AS attributes,
+    COALESCE(json_extract(s.value, '$[9]'), '[]') AS events,
+    COALESCE(json_extract(s.value, '$[10]'), '{{}}') AS resource
+FROM span_chunks c, json_each(c.spans) s {where}"""
+_SPAN_COLUMNS = ("trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, "
+                 "status_message, attributes, events, resource")
+# every span of the store, whichever table holds it
+_VIEW = (f"CREATE VIEW IF NOT EXISTS span_rows AS SELECT {_SPAN_COLUMNS} FROM spans "
+         f"UNION ALL {CHUNK_ROWS.format(where='')}")
 _REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS runs_request ON runs (request_id)"
 # columns added after the first release: (name, type, how to fill them in an older store)
 _ADDED_COLUMNS = (
@@ -90,37 +117,41 @@ def _attributes_of(item: Any) -> Mapping[str, Any]:
 
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 _STATUSES = {code: code.name.lower() for code in StatusCode}
-# a span as store rows: the spans-table row and, for a root span, the runs-table row
-EncodedSpan = tuple[tuple[Any, ...], "tuple[Any, ...] | None"]
+# the store rows of one trace's spans: (trace id, span_chunks JSON, runs rows of its roots)
+Chunk = tuple[str, str, list[tuple[Any, ...]]]
 
 
-def encode_span(span: ReadableSpan) -> EncodedSpan:
-    """The store rows of a finished span (built straight from the span, no copies)."""
-    ctx = span.context
-    parent = span.parent
-    start = span.start_time or 0
-    end = span.end_time or start
-    status = span.status
-    attributes = _attributes_of(span)
-    events = span.events
-    resource = "{}" if parent or not span.resource else _json(_plain(span.resource.attributes))
-    trace_id = f"{ctx.trace_id:032x}"
-    row = (
-        trace_id, f"{ctx.span_id:016x}", f"{parent.span_id:016x}" if parent else None, span.name,
-        _KINDS.get(span.kind) or str(span.kind), start, end,
-        _STATUSES.get(status.status_code) or str(status.status_code), status.description or "",
-        _json(attributes),
-        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
-               for e in events]) if events else "[]",
-        resource,
-    )
-    if parent is not None:
-        return row, None
-    return row, _run_row({
-        "trace_id": trace_id, "name": span.name, "start_ns": start, "end_ns": end,
-        "status": row[7], "attributes": attributes,
-        "resource": _plain(span.resource.attributes) if span.resource else {},
-    })
+def encode_chunk(spans: Sequence[ReadableSpan]) -> Chunk:
+    """The store rows of finished spans of one trace (light spans' deferred parts built).
+
+    Each span becomes the JSON array ``[span_id, parent_id, name, kind, start_ns, end_ns,
+    status, status_message, attributes, events, resource]`` (events and resource ``null``
+    when empty; the resource is kept on root spans only), all in one JSON document.
+    """
+    items = []
+    runs = []
+    for span in spans:
+        parent = span.parent
+        start = span.start_time or 0
+        end = span.end_time or start
+        status = span.status
+        status_name = _STATUSES.get(status.status_code) or str(status.status_code)
+        attributes = _attributes_of(span)
+        events = span.events
+        resource = _plain(span.resource.attributes) if parent is None and span.resource else None
+        items.append((
+            f"{span.context.span_id:016x}", f"{parent.span_id:016x}" if parent else None, span.name,
+            _KINDS.get(span.kind) or str(span.kind), start, end, status_name,
+            status.description or "", attributes,
+            [{"name": e.name, "time_ns": e.timestamp, "attributes": _plain(e.attributes)}
+             for e in events] if events else None,
+            resource,
+        ))
+        if parent is None:
+            runs.append({"name": span.name, "start_ns": start, "end_ns": end,
+                         "status": status_name, "attributes": attributes, "resource": resource})
+    trace_id = f"{spans[0].context.trace_id:032x}"
+    return trace_id, _json(items), [_run_row({"trace_id": trace_id, **run}) for run in runs]
 
 
 def _llm_called(attrs: Mapping[str, Any]) -> bool | None:
@@ -158,6 +189,7 @@ _RUN_COLUMNS = (
     "model_calls", "llm_calls", "input_tokens", "output_tokens", "cost", "answered_by",
     "error_node", "llm_called", "request_id", "energy_joules",
 )
+_INSERT_CHUNK = "INSERT INTO span_chunks (trace_id, spans) VALUES (?, ?)"
 _INSERT_SPAN = f"INSERT OR REPLACE INTO spans VALUES ({','.join('?' * 12)})"
 _INSERT_RUN = (
     f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) "
@@ -189,6 +221,7 @@ class TraceStore:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
                         db.execute(fill)
                 db.execute(_REQUEST_INDEX)
+                db.execute(_VIEW)
         finally:
             db.close()
 
@@ -203,20 +236,23 @@ class TraceStore:
                 self._writer = None
 
     def add_spans(self, spans: Sequence[ReadableSpan]) -> int:
-        """Insert SDK spans (replacing same ids); root spans also update the runs table."""
-        rows = [encode_span(item) for item in spans]
-        return self.add_rows(rows)
+        """Insert finished spans (one chunk per trace); root spans also update the runs table."""
+        by_trace: dict[int, list[ReadableSpan]] = {}
+        for item in spans:
+            by_trace.setdefault(item.context.trace_id, []).append(item)
+        self.add_chunks([encode_chunk(group) for group in by_trace.values()])
+        return len(spans)
 
-    def add_rows(self, rows: Sequence[EncodedSpan]) -> int:
-        """Insert spans encoded by :func:`encode_span` in one transaction, over one
-        connection kept for this store's writes."""
+    def add_chunks(self, chunks: Sequence[Chunk]) -> int:
+        """Insert chunks made by :func:`encode_chunk` in one transaction, over one
+        connection kept for this store's writes; returns how many were written."""
         with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
             with transaction(self._writer):
-                self._writer.executemany(_INSERT_SPAN, [span for span, _ in rows])
-                self._writer.executemany(_INSERT_RUN, [run for _, run in rows if run is not None])
-        return len(rows)
+                self._writer.executemany(_INSERT_CHUNK, [chunk[:2] for chunk in chunks])
+                self._writer.executemany(_INSERT_RUN, [run for chunk in chunks for run in chunk[2]])
+        return len(chunks)
 
     def add(self, rows: Iterable[SpanRow]) -> int:
         """Insert spans (replacing same ids); root spans also update the runs table."""
@@ -307,7 +343,7 @@ class TraceStore:
         db = self._connect()
         try:
             rows = db.execute(
-                "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, end_ns DESC", (trace_id,)
+                "SELECT * FROM span_rows WHERE trace_id = ? ORDER BY start_ns, end_ns DESC", (trace_id,)
             ).fetchall()
         finally:
             db.close()

@@ -240,11 +240,15 @@ def _read_traces(db: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            try:
+            try:  # every span, whichever table holds it (tandemlm.telemetry.store)
                 rows = conn.execute(
-                    "SELECT trace_id, name, attributes, status, parent_id FROM spans").fetchall()
-            except sqlite3.OperationalError:  # a store without the status/parent columns
-                rows = [(*r, None, None) for r in conn.execute("SELECT trace_id, name, attributes FROM spans")]
+                    "SELECT trace_id, name, attributes, status, parent_id FROM span_rows").fetchall()
+            except sqlite3.OperationalError:  # a store from before span chunks
+                try:
+                    rows = conn.execute(
+                        "SELECT trace_id, name, attributes, status, parent_id FROM spans").fetchall()
+                except sqlite3.OperationalError:  # ... or without the status/parent columns
+                    rows = [(*r, None, None) for r in conn.execute("SELECT trace_id, name, attributes FROM spans")]
         finally:
             conn.close()
     except sqlite3.Error as exc:
