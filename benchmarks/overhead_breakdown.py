@@ -12,10 +12,9 @@ repeats of ``--runs`` runs of the 10-node chain in ``benchmarks/overhead.py``):
   their sources;
 - one span (a ``node`` span around a ``chat`` span with tandemlm's attributes and a hop
   event), recorded as a light span and through the SDK tracer;
-- the objects the garbage collector tracks that a run's finished spans keep alive while
-  they wait for export;
-- the local store per span: encoding a finished span into rows (with orjson and with the
-  standard library's json), and writing them to SQLite.
+- the local store per span: encoding a run's finished spans into its one chunk row (with
+  orjson and with the standard library's json; ``tandemlm.telemetry.writer`` does this on
+  the flow's thread when the run ends), and writing the chunks to SQLite.
 
 Usage: python benchmarks/overhead_breakdown.py [--runs 100] [--repeats 9]
 Run it pinned to one CPU (``taskset -c 1``) for steadier figures; they still move by a few
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import platform
 import tempfile
@@ -50,7 +48,7 @@ from tandemlm.flows import compile_flow, compiler
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry.setup import hub
 from tandemlm.telemetry.spans import NO_SPAN, add_event, set_attributes, span
-from tandemlm.telemetry.store import TraceStore, encode_span
+from tandemlm.telemetry.store import TraceStore, encode_chunk
 
 NODES = 10
 
@@ -140,37 +138,6 @@ def _tracing_pieces() -> dict[str, list[_Swap]]:
     }
 
 
-class Hold(SpanProcessor):
-    """Keeps every finished span, as a batch processor's queue does until it exports."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
-
-
-async def retained_per_run(flow: Any, runs: int = 100) -> float:
-    """Objects the garbage collector tracks that a run's finished spans keep alive while
-    they wait for export (each is visited by every collection until then), per run."""
-    hold = Hold()
-    hub().add(hold)
-    try:
-        await flow.arun("warm up")
-        hold.spans.clear()
-        gc.collect()
-        gc.disable()
-        try:
-            before = len(gc.get_objects())
-            for _ in range(runs):
-                await flow.arun("question")
-            return (len(gc.get_objects()) - before) / runs
-        finally:
-            gc.enable()
-    finally:
-        hub().remove(hold)
-
-
 async def _time(fn: Callable[[], Awaitable[Any]], runs: int) -> float:
     start = time.process_time()
     for _ in range(runs):
@@ -252,30 +219,31 @@ async def main() -> None:
     finally:
         hub().remove(collector)
     spans = exporter.get_finished_spans()
+    runs_spans: dict[int, list[ReadableSpan]] = {}
+    for item in spans:
+        runs_spans.setdefault(item.context.trace_id, []).append(item)
     start = time.process_time()
-    rows = [encode_span(s) for s in spans]  # the first encoding builds the deferred parts too
+    chunks = [encode_chunk(group) for group in runs_spans.values()]  # builds the deferred parts too
     encode = (time.process_time() - start) / len(spans) * 1e6
     encode_again = {}
     saved_orjson = fast_json.orjson
     for label, module in (("orjson", saved_orjson), ("json", None)):
         fast_json.orjson = module
         start = time.process_time()
-        for s in spans:
-            encode_span(s)
+        for group in runs_spans.values():
+            encode_chunk(group)
         encode_again[label] = (time.process_time() - start) / len(spans) * 1e6
     fast_json.orjson = saved_orjson
     with tempfile.TemporaryDirectory() as tmp:
         store = TraceStore(Path(tmp) / "traces.db")
         start = time.process_time()
-        store.add_rows(rows)
+        store.add_chunks(chunks)
         write = (time.process_time() - start) / len(spans) * 1e6
         store.close()
     print(f"local store: encode {encode:.1f} us/span (deferred parts built), SQLite write "
-          f"{write:.1f} us/span ({len(spans) / (runs * NODES):.1f} spans per node)")
+          f"{write:.1f} us/span, one row per run ({len(spans) / (runs * NODES):.1f} spans per node)")
     print(f"local store, encoding built spans again: orjson {encode_again['orjson']:.1f} us/span, "
           f"standard json {encode_again['json']:.1f} us/span")
-    print(f"objects tracked by the garbage collector that a run's spans keep until export: "
-          f"{await retained_per_run(flow):.0f} per run")
     print(f"one span with its attributes (node around chat with a hop event): light "
           f"{span_pair_us(sdk=False):.1f} us, SDK tracer {span_pair_us(sdk=True):.1f} us")
 

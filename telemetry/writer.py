@@ -18,8 +18,10 @@ raises into a flow.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,8 +64,24 @@ class TraceWriter(SpanProcessor):
         self._wake = threading.Event()
         self._stopped = False
         self._last_warning = 0.0
+        self._start()
+        if hasattr(os, "register_at_fork"):  # a forked child gets a writer thread of its own
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (ref() or (lambda: None))())
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._work, name="tandemlm-trace-writer", daemon=True)
         self._thread.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's waiting spans are the parent's to write."""
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._wake = threading.Event()
+        self._open, self._ready, self._queued = {}, [], 0
+        self._store = None  # a SQLite connection must not cross a fork
+        if not self._stopped:
+            self._start()
 
     # -- the flow's side ---------------------------------------------------------------------
     def on_end(self, span: ReadableSpan) -> None:
