@@ -423,7 +423,7 @@ def stats(
     db = _connect(store)
     db.row_factory = None  # plain tuples: aggregates over 100,000 runs stay fast
     try:
-        written = db.execute("SELECT value FROM derived_state WHERE name = 'spans'").fetchone()
+        written = tuple(db.execute("SELECT name, value FROM derived_state ORDER BY name"))
         # windows like "last 24 h" move with the clock: 10 s steps share a cache entry
         key = (str(store.path), flow, route, since and since // 10**10, until and until // 10**10, bins, written,
                prices)

@@ -6,7 +6,7 @@ Spans are stored in two tables, read as one (the ``span_rows`` view):
   :func:`encode_chunk`): one insert per run instead of one per span, which is most of what
   storing a trace cost (``tandemlm.telemetry.writer`` writes them);
 - ``spans``: one row per span, for spans other processes send (the OTLP receiver) and
-  stores written by versions before 0.9.
+  stores written by earlier versions.
 
 :class:`SQLiteSpanExporter` is an OpenTelemetry ``SpanExporter`` for use behind a
 ``BatchSpanProcessor``. It never raises: a failing export is logged and dropped.

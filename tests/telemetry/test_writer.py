@@ -202,3 +202,20 @@ def test_a_forked_child_writes_its_own_spans(tmp_path):
     writer.shutdown()
     assert sorted(r["name"] for r in TraceStore(path).list_runs()) == ["invoke_workflow child",
                                                                       "invoke_workflow parent"]
+
+
+def test_stats_follow_new_chunks_not_the_cached_answer(tmp_path):
+    path = tmp_path / "t.db"
+    store = TraceStore(path)
+    writer = TraceWriter(path, delay=60)
+    tracer = provider_with(writer).get_tracer("t")
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 7, "tandem.model": "m",
+            "tandem.flow": "f"}
+    for expected in (1, 2):
+        with tracer.start_as_current_span("invoke_workflow f", attributes={"tandem.flow": "f"}), \
+                tracer.start_as_current_span("chat m", attributes=chat):
+            pass
+        writer.force_flush()
+        stats = queries.stats(store)
+        assert stats["flows"][0]["runs"] == expected and stats["models"][0]["calls"] == expected
+    writer.shutdown()
