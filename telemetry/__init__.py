@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ProcessorHub", "TraceStore", "TracingHandle", "cli_tracing", "enable_tracing", "hub"]
+__all__ = [
+    "ProcessorHub", "TraceStore", "TraceWriter", "TracingHandle", "cli_tracing", "enable_tracing", "hub",
+]
 
 
 def __getattr__(name: str) -> Any:  # the SDK is imported only when tracing is set up
@@ -16,6 +18,10 @@ def __getattr__(name: str) -> Any:  # the SDK is imported only when tracing is s
         from tandemlm.telemetry.store import TraceStore
 
         return TraceStore
+    if name == "TraceWriter":
+        from tandemlm.telemetry.writer import TraceWriter
+
+        return TraceWriter
     if name in __all__:
         from tandemlm.telemetry import setup
 

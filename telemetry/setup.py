@@ -143,7 +143,8 @@ def enable_tracing(
     """Send tandemlm spans to the local store, the console, an OTLP collector or any exporter.
 
     Args:
-        store: SQLite trace store path (e.g. ``.tandem/traces.db``), batched.
+        store: SQLite trace store path (e.g. ``.tandem/traces.db``), written a row per run
+            by a background thread (:class:`~tandemlm.telemetry.writer.TraceWriter`).
         console: print spans to stdout (for debugging).
         otlp_endpoint: OTLP/HTTP traces URL, e.g. ``http://127.0.0.1:6006/v1/traces``
             (Arize Phoenix) or a ``tandem traces serve`` viewer.
