@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from tandemlm.errors import BudgetExceededError, ModelUnavailableError
 from tandemlm.models.confidence import CONFIDENCE_KEY, Confidence
-from tandemlm.routing.load import busy_models
+from tandemlm.routing.load import Overflow, busy_models
 from tandemlm.telemetry import attributes as A
 from tandemlm.telemetry import content, metrics
 from tandemlm.telemetry.guard import safely
@@ -64,12 +64,14 @@ def computes_here(chat: Any) -> bool:
     return getattr(inner, "_llm_type", None) == "llamacpp"
 
 
-def _check_slot(model: str) -> None:
-    """Refuse a model the service let this run go ahead without (tandemlm.routing.load)."""
-    busy = busy_models().get(model)
-    if busy is not None:
+def _check_slot(model: str, busy: Mapping[str, Overflow]) -> None:
+    """Refuse a model the service let this run go ahead without (``busy``:
+    :func:`tandemlm.routing.load.busy_models`)."""
+    overflow = busy.get(model)
+    if overflow is not None:
         raise ModelUnavailableError(
-            f"model '{model}' is busy: all {busy.limit} slots taken after {busy.waited:.1f} s; retry later"
+            f"model '{model}' is busy: all {overflow.limit} slots taken after {overflow.waited:.1f} s; "
+            "retry later"
         )
 
 
@@ -114,15 +116,19 @@ async def call_model(
         ModelUnavailableError: the model cannot be reached or loaded.
         BudgetExceededError: the run's budget is used up.
     """
-    check_budget(call)
-    _check_slot(model)
-    entry = call.context.models.entry(model)
+    context = call.context
+    if context.settings.budget is not None:
+        check_budget(call)
+    busy = busy_models()
+    if busy:  # the service let this run go ahead without some models
+        _check_slot(model, busy)
+    entry = context.models.entry(model)
     spec, chat = entry.spec, entry.chat
     options = {**kwargs, "logprobs": True} if logprobs else kwargs
     traced = tracing_active()
     attrs: dict[str, Any] = {}
     if traced:  # attributes are built only when someone records them
-        attrs = {**entry.chat_attributes, A.NODE: call.name, A.FLOW: call.context.flow}
+        attrs = {**entry.chat_attributes, A.NODE: call.name, A.FLOW: context.flow}
         if "max_tokens" in kwargs:
             attrs[A.GEN_AI_MAX_TOKENS] = kwargs["max_tokens"]
     # One coroutine, no helper: the model's own awaits resume every frame above them, so
@@ -131,7 +137,7 @@ async def call_model(
         recording = current.is_recording()
         if recording:
             safely(_record_hops, call, model, spec.local, current)
-        capture = recording and call.context.capture_content
+        capture = recording and context.capture_content
         if capture:
             _capture(call, current, A.GEN_AI_INPUT_MESSAGES, messages)
         start = time.perf_counter()
@@ -173,12 +179,13 @@ async def call_model(
                 meta.get("model_name") or meta.get("model")))
         if capture:
             _capture(call, current, A.GEN_AI_OUTPUT_MESSAGES, [message])
-        safely(
-            metrics.record_call,
-            flow=call.context.flow, model=model, provider=entry.provider,
-            request_model=entry.request_model, seconds=seconds,
-            input_tokens=in_tok, output_tokens=out_tok, cost=cost,
-        )
+        if metrics.metrics_active():  # (no SDK meter provider: nothing to record)
+            safely(
+                metrics.record_call,
+                flow=context.flow, model=model, provider=entry.provider,
+                request_model=entry.request_model, seconds=seconds,
+                input_tokens=in_tok, output_tokens=out_tok, cost=cost,
+            )
     return ModelReply(
         text=_text(message), model=model, input_tokens=in_tok, output_tokens=out_tok, cost=cost,
         seconds=seconds, finish_reason=finish, confidence=confidence, message=message,

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from tandemlm.errors import ModelUnavailableError
 from tandemlm.flows import compile_flow, load_flow
@@ -160,3 +163,17 @@ def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> ViewerStore:
     path = tmp_path_factory.mktemp("viewer") / "traces.db"
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, _fill_viewer(path)).result()
+
+
+# -- metrics: the process's SDK meter provider (set once) and its reader --------------------
+_READER = InMemoryMetricReader()
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    """A real SDK meter provider, installed once per process, and its in-memory reader."""
+    provider = metrics.get_meter_provider()
+    if not isinstance(provider, MeterProvider):  # the global provider can be set once only
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+    return _READER
+

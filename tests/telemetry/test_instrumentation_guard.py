@@ -23,10 +23,6 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _boom(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("injected tracing bug")
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -39,10 +35,18 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
     ids=lambda t: f"{t[0].__name__.rsplit('.', 1)[-1]}.{t[1]}",
 )
 def test_run_succeeds_when_an_instrumentation_helper_raises(
-    target: tuple[Any, str], spans: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    target: tuple[Any, str], spans: Any, reader: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # reader: a real meter provider, so the metrics helpers are called at all
     module, name = target
-    monkeypatch.setattr(module, name, _boom)
+    calls: list[str] = []
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        raise RuntimeError("injected tracing bug")
+
+    monkeypatch.setattr(module, name, boom)
     flow = compile_flow(SPEC, models={
         "slm": KeyedChatModel(replies={".": "wants a refund"}),
         "llm": KeyedChatModel(replies={".": "Refund issued."}),
@@ -53,6 +57,7 @@ def test_run_succeeds_when_an_instrumentation_helper_raises(
     assert result.llm_called is True
     names = [s.name for s in spans.get_finished_spans()]
     assert "invoke_workflow guarded" in names and "node refine" in names
+    assert calls, f"{name} was never called: nothing was injected"
 
 
 def test_safely_logs_once_per_helper(caplog: pytest.LogCaptureFixture) -> None:

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from metric_helpers import metric_points as _points
 
 from tandemlm.flows import compile_flow
 from tandemlm.models.fakes import ScriptedChatModel
-
-_READER = InMemoryMetricReader()
-
-
-@pytest.fixture(scope="module")
-def reader() -> InMemoryMetricReader:
-    provider = metrics.get_meter_provider()
-    if not isinstance(provider, MeterProvider):  # the global provider can be set once only
-        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
-    return _READER
-
-
-def _points(reader: InMemoryMetricReader) -> dict[str, list]:
-    out: dict[str, list] = {}
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                out.setdefault(metric.name, []).extend(metric.data.data_points)
-    return out
 
 
 async def test_calls_tokens_latency_and_escalations(reader):
