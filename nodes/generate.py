@@ -12,7 +12,7 @@ from tandemlm.core.ledger import meta_of
 from tandemlm.core.node import Node, NodeCall, NodeResult, Port
 from tandemlm.core.state import lookup
 from tandemlm.nodes import structured
-from tandemlm.nodes.template import fields
+from tandemlm.nodes.template import fields, render
 
 
 class Generate(Node):
@@ -62,8 +62,6 @@ class Generate(Node):
 
     def messages(self, state: Mapping[str, Any]) -> list[BaseMessage]:
         """The chat messages this node sends for ``state``."""
-        from tandemlm.nodes.template import render
-
         out: list[BaseMessage] = []
         if self.system:
             out.append(SystemMessage(content=render(self.system, state)))

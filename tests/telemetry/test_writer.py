@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,10 +17,19 @@ from tandemlm.telemetry.store import TraceStore
 from tandemlm.telemetry.writer import TraceWriter
 
 
-def provider_with(writer: TraceWriter) -> TracerProvider:
+def writer_and_tracer(path: Path, **options: Any) -> tuple[TraceWriter, Any]:
+    """A TraceWriter for ``path`` and a tracer whose (SDK) provider feeds it."""
+    writer = TraceWriter(path, **options)
     provider = TracerProvider()
     provider.add_span_processor(writer)
-    return provider
+    return writer, provider.get_tracer("t")
+
+
+def wait_for_chunks(path: Path, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not chunks(path):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def chunks(path: Path) -> list[tuple[str, int]]:
@@ -36,8 +46,7 @@ def chunks(path: Path) -> list[tuple[str, int]]:
 
 def test_a_run_is_one_chunk_written_when_its_root_ends(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=60)  # only the flush writes
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)  # only the flush writes
     with tracer.start_as_current_span("invoke_workflow f", attributes={"tandem.flow": "f"}) as root:
         with tracer.start_as_current_span("node a", attributes={"tandem.node": "a"}) as node:
             node.add_event("tandem.hop", {"tandem.hop.field": "x", "tandem.hop.chars": 3})
@@ -60,29 +69,21 @@ def test_a_run_is_one_chunk_written_when_its_root_ends(tmp_path):
 
 def test_the_thread_writes_without_a_flush(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=0.05)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=0.05)
     with tracer.start_as_current_span("invoke_workflow f"):
         pass
-    deadline = time.monotonic() + 10
-    while not chunks(path):
-        assert time.monotonic() < deadline, "the writer thread never wrote"
-        time.sleep(0.02)
+    wait_for_chunks(path, "the writer thread never wrote")
     writer.shutdown()
 
 
 def test_a_trace_whose_root_stays_open_is_swept_and_its_root_written_later(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=0.05)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=0.05)
     with tracer.start_as_current_span("app request") as root:  # e.g. an application's own span
         with tracer.start_as_current_span("node a"):
             pass
         trace_id = f"{root.get_span_context().trace_id:032x}"
-        deadline = time.monotonic() + 10
-        while not chunks(path):
-            assert time.monotonic() < deadline, "the open trace was never swept"
-            time.sleep(0.02)
+        wait_for_chunks(path, "the open trace was never swept")
         assert chunks(path) == [(trace_id, 1)]
     writer.shutdown()
     assert chunks(path) == [(trace_id, 1), (trace_id, 1)]
@@ -91,8 +92,7 @@ def test_a_trace_whose_root_stays_open_is_swept_and_its_root_written_later(tmp_p
 
 def test_a_long_open_trace_is_written_in_chunks(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=60, chunk_spans=4)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60, chunk_spans=4)
     with tracer.start_as_current_span("invoke_workflow f"):
         for i in range(9):
             with tracer.start_as_current_span(f"node {i}"):
@@ -104,8 +104,7 @@ def test_a_long_open_trace_is_written_in_chunks(tmp_path):
 
 def test_a_span_under_a_remote_parent_ends_its_local_trace(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)
     remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     parent = trace.set_span_in_context(NonRecordingSpan(remote))
     with tracer.start_as_current_span("service request", context=parent), \
@@ -118,8 +117,7 @@ def test_a_span_under_a_remote_parent_ends_its_local_trace(tmp_path):
 
 
 def test_a_full_queue_drops_and_logs(tmp_path, caplog):
-    writer = TraceWriter(tmp_path / "t.db", delay=60, max_queued=3, wake_chunks=10**6)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(tmp_path / "t.db", delay=60, max_queued=3, wake_chunks=10**6)
     with caplog.at_level(logging.WARNING, logger="tandemlm.telemetry"):
         for _ in range(3):
             with tracer.start_as_current_span("invoke_workflow f"), tracer.start_as_current_span("node a"):
@@ -132,8 +130,7 @@ def test_a_full_queue_drops_and_logs(tmp_path, caplog):
 
 def test_a_broken_store_is_logged_not_raised(tmp_path, caplog):
     (tmp_path / "file").write_text("x")
-    writer = TraceWriter(tmp_path / "file" / "t.db", delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(tmp_path / "file" / "t.db", delay=60)
     with caplog.at_level(logging.WARNING, logger="tandemlm.telemetry"):
         with tracer.start_as_current_span("invoke_workflow f"):
             pass
@@ -144,8 +141,7 @@ def test_a_broken_store_is_logged_not_raised(tmp_path, caplog):
 
 def test_spans_after_shutdown_are_ignored(tmp_path):
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)
     with tracer.start_as_current_span("invoke_workflow f"):
         pass
     writer.shutdown()
@@ -162,8 +158,7 @@ def test_chunks_and_span_rows_are_read_together(tmp_path):
     store.add([{"trace_id": "aa" * 16, "span_id": "01" * 8, "name": "chat old", "start_ns": 1, "end_ns": 3,
                 "status": "ok", "attributes": {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 5,
                                                "tandem.model": "m"}}])
-    writer = TraceWriter(path, delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)
     chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 7, "tandem.model": "m"}
     with tracer.start_as_current_span("invoke_workflow f") as root, \
             tracer.start_as_current_span("chat m", attributes=chat):
@@ -183,8 +178,7 @@ def test_a_forked_child_writes_its_own_spans(tmp_path):
     import os
 
     path = tmp_path / "t.db"
-    writer = TraceWriter(path, delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)
     with tracer.start_as_current_span("invoke_workflow parent"):
         pass
     pid = os.fork()
@@ -207,8 +201,7 @@ def test_a_forked_child_writes_its_own_spans(tmp_path):
 def test_stats_follow_new_chunks_not_the_cached_answer(tmp_path):
     path = tmp_path / "t.db"
     store = TraceStore(path)
-    writer = TraceWriter(path, delay=60)
-    tracer = provider_with(writer).get_tracer("t")
+    writer, tracer = writer_and_tracer(path, delay=60)
     chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 7, "tandem.model": "m",
             "tandem.flow": "f"}
     for expected in (1, 2):
