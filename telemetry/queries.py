@@ -118,14 +118,12 @@ def sync(store: TraceStore) -> int:
         if key not in _READY:
             retry_locked(lambda: db.executescript(_SCHEMA))
             _READY.add(key)
-        if all(_synced(db, table) for table in _SOURCES):
+        if all(high <= low for low, high in (_marks(db, table) for table in _SOURCES)):
             return 0
         scanned = 0
         with transaction(db):  # one reader indexes at a time; the others find it done
             for table, rows in _SOURCES.items():
-                row = db.execute("SELECT value FROM derived_state WHERE name = ?", (table,)).fetchone()
-                low = row[0] if row else 0
-                high = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+                low, high = _marks(db, table)
                 if high > low:
                     for sql in _SYNC:
                         db.execute(sql.format(rows=rows), (low, high))
@@ -136,10 +134,11 @@ def sync(store: TraceStore) -> int:
         db.close()
 
 
-def _synced(db: sqlite3.Connection, table: str) -> bool:
+def _marks(db: sqlite3.Connection, table: str) -> tuple[int, int]:
+    """(last rowid of ``table`` already indexed, last rowid in it)."""
     done = db.execute("SELECT value FROM derived_state WHERE name = ?", (table,)).fetchone()
     last = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-    return done is not None and done[0] >= last
+    return (done[0] if done else 0), last
 
 
 # -- time ----------------------------------------------------------------------------------

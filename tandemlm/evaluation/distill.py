@@ -233,6 +233,26 @@ class TraceEscalation:
         return self.llm_called if self.llm_called is not None else self.large_calls > 0
 
 
+# the newest layout first: every span, whichever table holds it (tandemlm.telemetry.store);
+# then a store from before span chunks; then one without the status/parent columns
+_SPAN_QUERIES = (
+    "SELECT trace_id, name, attributes, status, parent_id FROM span_rows",
+    "SELECT trace_id, name, attributes, status, parent_id FROM spans",
+    "SELECT trace_id, name, attributes, NULL, NULL FROM spans",
+)
+
+
+def _span_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    error: sqlite3.OperationalError | None = None
+    for query in _SPAN_QUERIES:
+        try:
+            return conn.execute(query).fetchall()
+        except sqlite3.OperationalError as exc:  # an older store's layout: try the next
+            error = exc
+    assert error is not None
+    raise error
+
+
 def _read_traces(db: str | Path) -> dict[str, list[dict[str, Any]]]:
     path = Path(db)
     if not path.is_file():
@@ -240,15 +260,7 @@ def _read_traces(db: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            try:  # every span, whichever table holds it (tandemlm.telemetry.store)
-                rows = conn.execute(
-                    "SELECT trace_id, name, attributes, status, parent_id FROM span_rows").fetchall()
-            except sqlite3.OperationalError:  # a store from before span chunks
-                try:
-                    rows = conn.execute(
-                        "SELECT trace_id, name, attributes, status, parent_id FROM spans").fetchall()
-                except sqlite3.OperationalError:  # ... or without the status/parent columns
-                    rows = [(*r, None, None) for r in conn.execute("SELECT trace_id, name, attributes FROM spans")]
+            rows = _span_rows(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:

@@ -117,8 +117,7 @@ async def call_model(
         BudgetExceededError: the run's budget is used up.
     """
     context = call.context
-    if context.settings.budget is not None:
-        check_budget(call)
+    check_budget(call)
     busy = busy_models()
     if busy:  # the service let this run go ahead without some models
         _check_slot(model, busy)
